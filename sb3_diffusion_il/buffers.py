@@ -1,0 +1,53 @@
+"""The learner-state buffer: the learner's features gathered so far, bounded.
+
+Follow-the-leader refits the learner score on *all* learner data; to bound
+memory the buffer keeps a sliding window of the newest ``capacity`` rows (the
+reference keeps the newest 200k), stored as one preallocated float32 array.
+"""
+
+from typing import Optional
+
+import numpy as np
+import torch as th
+
+
+class LearnerStateBuffer:
+    """A ring buffer of feature rows; once full, each new row replaces the oldest.
+
+    :param capacity: the most rows kept
+    :param dim: the feature dimension
+    """
+
+    def __init__(self, capacity: int, dim: int):
+        if capacity < 1:
+            raise ValueError(f"capacity={capacity} must be at least 1.")
+        self.capacity = capacity
+        self.rows = np.zeros((capacity, dim), dtype=np.float32)
+        self.pos = 0
+        self.full = False
+
+    def __len__(self) -> int:
+        return self.capacity if self.full else self.pos
+
+    def add(self, x: np.ndarray) -> None:
+        """Appends rows, overwriting the oldest ones once the buffer is full."""
+        x = np.asarray(x, dtype=np.float32)[-self.capacity :]
+        end = self.pos + len(x)
+        first = min(len(x), self.capacity - self.pos)
+        self.rows[self.pos : self.pos + first] = x[:first]
+        self.rows[: len(x) - first] = x[first:]
+        self.full = self.full or end >= self.capacity
+        self.pos = end % self.capacity
+
+    def newest(self, n: int) -> np.ndarray:
+        """The ``n`` most recently added rows (fewer if the buffer holds fewer)."""
+        n = min(n, len(self))
+        idx = (self.pos - n + np.arange(n)) % self.capacity
+        return self.rows[idx]
+
+    def sample(self, n: int, generator: Optional[th.Generator] = None) -> th.Tensor:
+        """``n`` rows drawn uniformly with replacement."""
+        if len(self) == 0:
+            raise RuntimeError("Cannot sample from an empty learner-state buffer.")
+        idx = th.randint(0, len(self), (n,), generator=generator).numpy()
+        return th.from_numpy(self.rows[idx])

@@ -1,0 +1,305 @@
+"""Demonstrations: any of imitation's types to checked feature arrays, and the bundled files.
+
+A *feature* is what the diffusion models see for one transition ``(s, a, s')``:
+
+- ``"state"``: the state ``s'`` the transition reaches (or the state itself, for
+  data that only holds states). Needs no actions: learning from observation.
+- ``"state_action"``: ``[s, a]``.
+- ``"state_next_state"``: ``[s, s']``.
+"""
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch as th
+from imitation.data import rollout, types
+
+CONDITIONINGS = ("state", "state_action", "state_next_state")
+
+DEMO_DIR = pathlib.Path(__file__).parent / "demos"
+
+AnyDemonstrations = Union[
+    np.ndarray,
+    types.TransitionsMinimal,
+    Sequence[types.Trajectory],
+    Iterable[types.TransitionMapping],
+]
+
+
+def check_conditioning(conditioning: str) -> None:
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(
+            f"Unknown conditioning {conditioning!r}: choose one of {CONDITIONINGS}.",
+        )
+
+
+def features(conditioning: str, obs, acts, next_obs):
+    """The diffusion input for a batch of transitions (NumPy arrays or tensors).
+
+    :param conditioning: one of ``CONDITIONINGS``
+    :param obs: states ``s``, shape ``(n, obs_dim)``
+    :param acts: actions ``a``, shape ``(n, act_dim)``, or None when not needed
+    :param next_obs: next states ``s'``, or None for data that holds states only
+    :return: features, shape ``(n, feature_dim)``
+    """
+    check_conditioning(conditioning)
+    if conditioning == "state":
+        return obs if next_obs is None else next_obs
+    second = acts if conditioning == "state_action" else next_obs
+    if isinstance(obs, th.Tensor):
+        return th.cat([obs, second.reshape(len(second), -1).to(obs.dtype)], dim=1)
+    return np.concatenate([obs, np.asarray(second, obs.dtype).reshape(len(second), -1)], 1)
+
+
+@dataclass(frozen=True)
+class DemonstrationArrays:
+    """Demonstrations flattened to arrays; ``acts``/``next_obs`` are None when absent."""
+
+    obs: np.ndarray
+    acts: Optional[np.ndarray]
+    next_obs: Optional[np.ndarray]
+
+    def features(self, conditioning: str) -> np.ndarray:
+        """Features for ``conditioning``, raising if the data lacks what it needs."""
+        check_conditioning(conditioning)
+        if conditioning == "state_action" and self.acts is None:
+            raise ValueError(
+                "conditioning='state_action' needs demonstrations with actions, "
+                "but these hold states only: pass trajectories or transitions with "
+                "actions, or use conditioning='state'.",
+            )
+        if conditioning == "state_next_state" and self.next_obs is None:
+            raise ValueError(
+                "conditioning='state_next_state' needs demonstrations with next "
+                "states (trajectories or `Transitions`), but these have none: "
+                "pass trajectories, or use conditioning='state'.",
+            )
+        return features(conditioning, self.obs, self.acts, self.next_obs).astype(
+            np.float32,
+        )
+
+
+def _batches_to_arrays(batches: Iterable[types.TransitionMapping]) -> DemonstrationArrays:
+    batches = list(batches)
+    for batch in batches:
+        if not isinstance(batch, dict) or "obs" not in batch:
+            raise TypeError(
+                "Demonstrations given as an iterable must yield imitation "
+                "`Trajectory` objects or transition dicts with an 'obs' key, got "
+                f"{type(batch).__name__}.",
+            )
+
+    def stack(key: str) -> Optional[np.ndarray]:
+        if not all(key in b for b in batches):
+            return None
+        return np.concatenate([np.asarray(th.as_tensor(b[key]).cpu()) for b in batches])
+
+    return DemonstrationArrays(stack("obs"), stack("acts"), stack("next_obs"))
+
+
+def to_arrays(demonstrations: Optional[AnyDemonstrations]) -> DemonstrationArrays:
+    """Converts every demonstration type imitation accepts, or an array of states.
+
+    :param demonstrations: a sequence of ``Trajectory``, ``Transitions``,
+        ``TransitionsMinimal``, an iterable of transition dicts, or an array of
+        states of shape ``(n, obs_dim)``
+    :return: the flattened, validated arrays
+    """
+    if demonstrations is None:
+        raise ValueError(
+            "No demonstrations given: pass expert trajectories, transitions or an "
+            "array of expert states (e.g. `sb3_diffusion_il.load_demonstrations"
+            "('Pendulum-v1')`).",
+        )
+    if isinstance(demonstrations, (np.ndarray, th.Tensor)):
+        obs = np.asarray(demonstrations.cpu() if isinstance(demonstrations, th.Tensor) else demonstrations)
+        arrays = DemonstrationArrays(obs, None, None)
+    elif isinstance(demonstrations, types.TransitionsMinimal):
+        arrays = DemonstrationArrays(
+            demonstrations.obs,
+            demonstrations.acts,
+            getattr(demonstrations, "next_obs", None),
+        )
+    else:
+        items = list(demonstrations)
+        if items and all(isinstance(t, types.Trajectory) for t in items):
+            _check_trajectories(items)
+            flat = rollout.flatten_trajectories(items)
+            arrays = DemonstrationArrays(flat.obs, flat.acts, flat.next_obs)
+        else:
+            arrays = _batches_to_arrays(items)
+    _check_arrays(arrays)
+    return arrays
+
+
+def _check_trajectories(trajectories: Sequence[types.Trajectory]) -> None:
+    for i, traj in enumerate(trajectories):
+        if isinstance(traj.obs, types.DictObs):
+            raise ValueError(
+                f"Trajectory {i} has Dict observations, which are not supported "
+                "yet: flatten them into a Box (e.g. gymnasium's FlattenObservation).",
+            )
+
+
+def _check_arrays(arrays: DemonstrationArrays) -> None:
+    if isinstance(arrays.obs, types.DictObs):
+        raise ValueError(
+            "Dict observations are not supported yet: flatten them into a Box "
+            "(e.g. gymnasium's FlattenObservation) before collecting demonstrations.",
+        )
+    if len(arrays.obs) == 0:
+        raise ValueError("No demonstrations given: the demonstrations hold 0 states.")
+    if arrays.obs.ndim != 2:
+        raise ValueError(
+            f"Demonstration states must be vectors, got shape {arrays.obs.shape[1:]}:"
+            " image or multi-dimensional observations are not supported yet; "
+            "flatten them or use a feature extractor's output.",
+        )
+    for name in ("obs", "acts", "next_obs"):
+        value = getattr(arrays, name)
+        if value is None:
+            continue
+        if not np.issubdtype(np.asarray(value).dtype, np.number):
+            raise ValueError(f"Demonstration {name} must be numeric, got {value.dtype}.")
+        n_bad = int(np.size(value) - np.isfinite(value).sum())
+        if n_bad:
+            raise ValueError(
+                f"Demonstration {name} hold {n_bad} non-finite values (NaN or inf): "
+                "drop or repair those transitions before training.",
+            )
+
+
+# Bundled demonstration files -------------------------------------------------
+
+
+def _slug(env_id: str) -> str:
+    return env_id.replace("/", "__")
+
+
+def demo_path(env_id: str, directory: Optional[pathlib.Path] = None) -> pathlib.Path:
+    return (directory or DEMO_DIR) / f"{_slug(env_id)}.npz"
+
+
+def manifest_path(env_id: str, directory: Optional[pathlib.Path] = None) -> pathlib.Path:
+    return (directory or DEMO_DIR) / f"{_slug(env_id)}.json"
+
+
+def bundled_env_ids() -> List[str]:
+    return sorted(json.loads(p.read_text())["env_id"] for p in DEMO_DIR.glob("*.json"))
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+    """Writes ``data`` so that ``path`` is either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_trajectories(path: pathlib.Path, trajectories: Sequence[types.TrajectoryWithRew]) -> str:
+    """Writes trajectories as compressed float32 arrays; returns the file's sha256."""
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        obs=np.concatenate([t.obs for t in trajectories]).astype(np.float32),
+        acts=np.concatenate([t.acts for t in trajectories]).astype(np.float32),
+        rews=np.concatenate([t.rews for t in trajectories]).astype(np.float32),
+        lengths=np.array([len(t.acts) for t in trajectories], dtype=np.int64),
+        terminal=np.array([t.terminal for t in trajectories], dtype=bool),
+    )
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_trajectories(path: pathlib.Path, sha256: Optional[str] = None) -> List[types.TrajectoryWithRew]:
+    """Reads a file written by `save_trajectories`, refusing a corrupt or partial one."""
+    path = pathlib.Path(path)
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(
+            f"Demonstration file {path} does not match its manifest's checksum: it is "
+            "corrupt or truncated. Reinstall the package or regenerate it with "
+            "`python -m sb3_diffusion_il.experts`.",
+        )
+    try:
+        with np.load(path) as f:
+            arrays: Dict[str, Any] = {k: f[k] for k in ("obs", "acts", "rews", "lengths", "terminal")}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise ValueError(f"Demonstration file {path} is corrupt or truncated: {e}") from e
+    lengths = arrays["lengths"]
+    if lengths.sum() != len(arrays["acts"]) or lengths.sum() + len(lengths) != len(arrays["obs"]):
+        raise ValueError(f"Demonstration file {path} is inconsistent: lengths do not match.")
+    trajectories = []
+    obs_start = act_start = 0
+    for length, terminal in zip(lengths, arrays["terminal"]):
+        trajectories.append(
+            types.TrajectoryWithRew(
+                obs=arrays["obs"][obs_start : obs_start + length + 1],
+                acts=arrays["acts"][act_start : act_start + length],
+                rews=arrays["rews"][act_start : act_start + length],
+                infos=None,
+                terminal=bool(terminal),
+            ),
+        )
+        obs_start += length + 1
+        act_start += length
+    return trajectories
+
+
+def _manifest(env_id: str) -> Dict[str, Any]:
+    path = manifest_path(env_id)
+    if not path.exists():
+        raise ValueError(
+            f"No bundled demonstrations for {env_id!r}. Bundled: {bundled_env_ids()}. "
+            "To make demonstrations for another task, run "
+            f"`python -m sb3_diffusion_il.experts {env_id} --out-dir DIR` and load "
+            "them with `sb3_diffusion_il.data.read_trajectories`.",
+        )
+    return json.loads(path.read_text())
+
+
+def load_demonstrations(env_id: str, n_episodes: Optional[int] = None) -> List[types.TrajectoryWithRew]:
+    """Bundled expert demonstrations for ``env_id``, loaded offline.
+
+    :param env_id: a bundled task id, see `bundled_env_ids`
+    :param n_episodes: the first ``n_episodes`` episodes; all when None
+    :return: imitation ``TrajectoryWithRew`` objects with true rewards
+    """
+    manifest = _manifest(env_id)
+    trajectories = read_trajectories(demo_path(env_id), manifest["sha256"])
+    if n_episodes is not None:
+        if not 1 <= n_episodes <= len(trajectories):
+            raise ValueError(
+                f"n_episodes={n_episodes}, but {env_id} bundles {len(trajectories)} "
+                "episodes: ask for between 1 and that many.",
+            )
+        trajectories = trajectories[:n_episodes]
+    return trajectories
+
+
+def expert_stats(env_id: str) -> Dict[str, Any]:
+    """The manifest of a bundled task: expert and random returns, budget, versions."""
+    return _manifest(env_id)
+
+
+def normalized_return(env_id: str, value: float) -> float:
+    """``(value - random) / (expert - random)``: 0 is a random policy, 1 the expert."""
+    stats = _manifest(env_id)
+    expert, random = stats["expert_return_mean"], stats["random_return_mean"]
+    return (value - random) / (expert - random)

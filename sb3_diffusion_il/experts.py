@@ -1,0 +1,180 @@
+"""Train an SB3 SAC expert for a task and write its demonstrations and manifest.
+
+Run ``python -m sb3_diffusion_il.experts ENV_ID``. Training is resumable: the
+model, its replay buffer and the learning curve are checkpointed in
+``--work-dir`` after every evaluation, and a rerun continues from there.
+"""
+
+import argparse
+import json
+import pathlib
+import platform
+import shlex
+import sys
+from importlib import metadata
+from typing import Any, Dict, List, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+from imitation.data import rollout, types
+from imitation.data.wrappers import RolloutInfoWrapper
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_diffusion_il import data
+
+# SAC settings per task, from rl-baselines3-zoo where it has them.
+EXPERT_SETTINGS: Dict[str, Dict[str, Any]] = {
+    "Pendulum-v1": dict(total_timesteps=20_000, sac_kwargs=dict(learning_rate=1e-3)),
+}
+DEFAULT_SETTINGS: Dict[str, Any] = dict(total_timesteps=1_000_000, sac_kwargs={})
+
+
+def make_venv(env_id: str, seed: int, n_envs: int = 1):
+    """A VecEnv whose episodes imitation's rollout collector can record."""
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RolloutInfoWrapper)
+
+
+def record(policy, env_id: str, n_episodes: int, seed: int) -> List[types.TrajectoryWithRew]:
+    """Episodes of ``policy`` (random actions when None), deterministic actions."""
+    venv = make_venv(env_id, seed)
+    rng = np.random.default_rng(seed)
+    trajectories = rollout.rollout(
+        policy,
+        venv,
+        rollout.make_sample_until(min_episodes=n_episodes),
+        rng=rng,
+        deterministic_policy=True,
+    )
+    venv.close()
+    return list(trajectories)[:n_episodes]
+
+
+def _returns(trajectories: Sequence[types.TrajectoryWithRew]) -> np.ndarray:
+    return np.array([t.rews.sum() for t in trajectories], dtype=np.float64)
+
+
+def _versions() -> Dict[str, str]:
+    names = ["stable-baselines3", "imitation", "gymnasium", "mujoco", "torch", "numpy"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def train_expert(
+    env_id: str,
+    work_dir: pathlib.Path,
+    total_timesteps: int,
+    seed: int,
+    eval_every: int,
+    sac_kwargs: Dict[str, Any],
+) -> SAC:
+    """Trains (or resumes training) a SAC expert, recording its learning curve."""
+    model_path = work_dir / "expert.zip"
+    buffer_path = work_dir / "replay_buffer.pkl"
+    curve_path = work_dir / "curve.json"
+    venv = make_venv(env_id, seed)
+    if model_path.exists():
+        model = SAC.load(model_path, env=venv)
+        model.load_replay_buffer(buffer_path)
+        curve = json.loads(curve_path.read_text())
+    else:
+        model = SAC("MlpPolicy", venv, seed=seed, verbose=0, **sac_kwargs)
+        curve = []
+    eval_env = gym.make(env_id)
+    while model.num_timesteps < total_timesteps:
+        chunk = min(eval_every, total_timesteps - model.num_timesteps)
+        model.learn(chunk, reset_num_timesteps=False)
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5)
+        curve.append([model.num_timesteps, float(mean), float(std)])
+        print(f"{env_id}: {model.num_timesteps} steps, eval return {mean:.1f} +- {std:.1f}", flush=True)
+        # Write the buffer and model before the curve: a curve entry implies both exist.
+        work_dir.mkdir(parents=True, exist_ok=True)
+        model.save_replay_buffer(buffer_path)
+        model.save(work_dir / "expert.tmp.zip")
+        (work_dir / "expert.tmp.zip").replace(model_path)
+        data.atomic_write_bytes(curve_path, json.dumps(curve).encode())
+    return model
+
+
+def plot_curve(curve: List[List[float]], env_id: str, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, mean, std = (np.array(c) for c in zip(*curve))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, mean)
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+    ax.set(xlabel="env steps", ylabel="eval return (5 episodes)", title=f"SAC expert: {env_id}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def make_demonstrations(
+    env_id: str,
+    out_dir: pathlib.Path,
+    work_dir: pathlib.Path,
+    total_timesteps: Optional[int] = None,
+    n_episodes: int = 10,
+    seed: int = 0,
+    eval_every: int = 2_000,
+) -> Dict[str, Any]:
+    """Trains the expert, records demonstrations and writes the manifest."""
+    settings = EXPERT_SETTINGS.get(env_id, DEFAULT_SETTINGS)
+    total_timesteps = total_timesteps or settings["total_timesteps"]
+    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, settings["sac_kwargs"])
+    expert = record(model, env_id, n_episodes, seed=seed + 1000)
+    random = record(None, env_id, n_episodes, seed=seed + 2000)
+    sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
+    curve = json.loads((work_dir / "curve.json").read_text())
+    plot_curve(curve, env_id, out_dir / f"{data.demo_path(env_id).stem}_expert_curve.png")
+    manifest = {
+        "env_id": env_id,
+        "n_episodes": len(expert),
+        "expert_return_mean": float(_returns(expert).mean()),
+        "expert_return_std": float(_returns(expert).std()),
+        "random_return_mean": float(_returns(random).mean()),
+        "random_return_std": float(_returns(random).std()),
+        "expert_algo": "SAC",
+        "expert_sac_kwargs": settings["sac_kwargs"],
+        "expert_timesteps": model.num_timesteps,
+        "seed": seed,
+        "learning_curve": curve,
+        "sha256": sha256,
+        "command": "python -m sb3_diffusion_il.experts " + shlex.join(sys.argv[1:]),
+        "versions": _versions(),
+    }
+    data.atomic_write_bytes(data.manifest_path(env_id, out_dir), json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env_id")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=data.DEMO_DIR)
+    parser.add_argument("--work-dir", type=pathlib.Path, default=None, help="checkpoints (default: experts/ENV)")
+    parser.add_argument("--timesteps", type=int, default=None)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    args = parser.parse_args(argv)
+    work_dir = args.work_dir or pathlib.Path("experts") / data.demo_path(args.env_id).stem
+    manifest = make_demonstrations(
+        args.env_id, args.out_dir, work_dir, args.timesteps, args.episodes, args.seed, args.eval_every,
+    )
+    print(
+        f"{args.env_id}: expert {manifest['expert_return_mean']:.1f} +- {manifest['expert_return_std']:.1f}, "
+        f"random {manifest['random_return_mean']:.1f} +- {manifest['random_return_std']:.1f}",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,522 @@
+"""``DiffusionScoreIL``: imitation by diffusion score matching, a drop-in for GAIL/AIRL."""
+
+import contextlib
+import io
+import pathlib
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from imitation.algorithms import base
+from imitation.data import types, wrappers
+from imitation.rewards import reward_wrapper
+from imitation.util import logger as imit_logger
+from imitation.util import util
+from stable_baselines3.common import base_class, on_policy_algorithm, policies, vec_env
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from tqdm.auto import tqdm
+
+from sb3_diffusion_il import data, relabel, score_net
+from sb3_diffusion_il.buffers import LearnerStateBuffer
+from sb3_diffusion_il.cost import DiffusionScoreReward, standardize
+from sb3_diffusion_il.diffusion import DiffusionSchedule
+from sb3_diffusion_il.score_net import ScoreNetwork
+
+# Rounds of an off-policy learner when `gen_train_timesteps` is not given: the
+# reference refits the learner score every 1,001 env steps.
+DEFAULT_OFF_POLICY_ROUND = 1000
+# States scored per round to log the mean cost (the divergence estimate).
+N_COST_LOG_SAMPLES = 4096
+HELDOUT_FRACTION = 0.1
+
+
+class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
+    """Score-matching imitation learning (SMILING) around any Stable-Baselines3 learner.
+
+    An expert score network is fitted once on the demonstrations; a learner score
+    network is refitted every round on the learner's own states. The learner is
+    trained with reward ``-c``, where ``c`` compares how well the two networks
+    denoise a noised copy of each state (see `sb3_diffusion_il.cost`).
+    Off-policy learners (SAC, TD3, DDPG, TQC) have every replay minibatch
+    relabelled with the current reward; on-policy learners (PPO) get it from
+    ``venv_wrapped``, imitation's reward-wrapping VecEnv.
+
+    The arguments shared with ``imitation.algorithms.adversarial.AdversarialTrainer``
+    mean the same; instead of ``reward_net`` this takes score networks and their
+    training settings.
+
+    :param demonstrations: expert data: a sequence of ``Trajectory``,
+        ``Transitions``, ``TransitionsMinimal``, an iterable of transition dicts, or
+        an array of states ``(n, obs_dim)``
+    :param demo_batch_size: batch size of every score-network gradient step
+    :param venv: the vectorised environment to train in
+    :param gen_algo: the SB3 learner; its environment is set to ``venv_train`` and
+        its logger to this trainer's
+    :param conditioning: what is diffused: ``"state"`` (needs no expert actions),
+        ``"state_action"`` or ``"state_next_state"``
+    :param expert_score_net: expert score network; fitted on the first ``train()``
+        unless it has been fitted already (then reused as is). Built from the
+        spaces and ``score_net_kwargs`` when None
+    :param learner_score_net: learner score network; when None, a copy of the
+        expert's, so the cost is zero until the learner score has seen learner data
+    :param score_net_kwargs: keyword arguments of ``ScoreNetwork`` for networks built here
+    :param diffusion_steps: number of diffusion timesteps T (linear betas 1e-4..0.02)
+    :param score_opt_cls: optimiser of both score networks
+    :param score_opt_kwargs: its keyword arguments (default: ``lr=1e-3``)
+    :param expert_fit_steps: gradient steps of expert score pretraining
+    :param learner_fit_steps: gradient steps of each round's learner score refit
+    :param learner_buffer_size: learner features kept for the refit (sliding window
+        of the newest)
+    :param cost_timesteps: stratified diffusion timesteps per state in the cost estimate
+    :param reward_std: relabelled minibatches are standardised to mean 0 and this
+        standard deviation, as the reference does; None keeps ``-c`` as it is. The
+        reward of ``venv_wrapped`` is always the plain ``-c``
+    :param gen_train_timesteps: learner env steps per round (default: one rollout
+        for on-policy learners, 1000 steps for off-policy ones)
+    :param log_dir: directory for TensorBoard summaries
+    :param custom_logger: where to log; a new imitation logger when None
+    :param init_tensorboard: write per-round score summaries and cost histograms
+        to ``log_dir/summary``
+    :param debug_use_ground_truth: train the learner on the true reward (the
+        sanity check imitation offers); score networks are still fitted and logged
+    :param allow_variable_horizon: allow episodes of different lengths (see
+        imitation's warning on why this biases imitation)
+    :param seed: seed of score-network initialisation, fitting and cost noise
+    """
+
+    venv_wrapped: vec_env.VecEnvWrapper
+    venv_train: vec_env.VecEnv
+
+    def __init__(
+        self,
+        *,
+        demonstrations: data.AnyDemonstrations,
+        demo_batch_size: int = 1024,
+        venv: vec_env.VecEnv,
+        gen_algo: base_class.BaseAlgorithm,
+        conditioning: str = "state",
+        expert_score_net: Optional[ScoreNetwork] = None,
+        learner_score_net: Optional[ScoreNetwork] = None,
+        score_net_kwargs: Optional[Mapping[str, Any]] = None,
+        diffusion_steps: int = 1000,
+        score_opt_cls: Type[th.optim.Optimizer] = th.optim.AdamW,
+        score_opt_kwargs: Optional[Mapping[str, Any]] = None,
+        expert_fit_steps: int = 10_000,
+        learner_fit_steps: int = 100,
+        learner_buffer_size: int = 200_000,
+        cost_timesteps: int = 16,
+        reward_std: Optional[float] = 0.1,
+        gen_train_timesteps: Optional[int] = None,
+        log_dir: types.AnyPath = "output/",
+        custom_logger: Optional[imit_logger.HierarchicalLogger] = None,
+        init_tensorboard: bool = False,
+        debug_use_ground_truth: bool = False,
+        allow_variable_horizon: bool = False,
+        seed: Optional[int] = None,
+    ):
+        data.check_conditioning(conditioning)
+        _check_positive(
+            demo_batch_size=demo_batch_size,
+            expert_fit_steps=expert_fit_steps,
+            learner_buffer_size=learner_buffer_size,
+            cost_timesteps=cost_timesteps,
+        )
+        if learner_fit_steps < 0:
+            raise ValueError(f"learner_fit_steps={learner_fit_steps} must be >= 0.")
+        if reward_std is not None and reward_std <= 0:
+            raise ValueError(f"reward_std={reward_std} must be positive, or None for no normalisation.")
+        _check_spaces(venv, gen_algo, conditioning)
+        self.conditioning = conditioning
+        self.venv = venv
+        self.gen_algo = gen_algo
+        self.demo_batch_size = demo_batch_size
+        self.expert_fit_steps = expert_fit_steps
+        self.learner_fit_steps = learner_fit_steps
+        self.reward_std = reward_std
+        self.debug_use_ground_truth = debug_use_ground_truth
+        self.seed = seed
+        self.generator = th.Generator(device=gen_algo.device)
+        self.generator.manual_seed(seed if seed is not None else int(th.randint(2**62, ()).item()))
+        # Set by `set_demonstrations`, which the base constructor calls.
+        self.expert_data: th.Tensor
+        self.expert_heldout: th.Tensor
+        if demonstrations is None:
+            data.to_arrays(None)  # raises the clear "no demonstrations" error
+        super().__init__(
+            demonstrations=demonstrations,
+            custom_logger=custom_logger,
+            allow_variable_horizon=allow_variable_horizon,
+        )
+
+        dim = self.expert_data.shape[1]
+        with th.random.fork_rng(devices=[]):
+            th.manual_seed(int(th.randint(2**62, (), generator=self.generator).item()))
+            self.expert_score_net = expert_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
+            self.learner_score_net = learner_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
+        for name, net in (("expert_score_net", self.expert_score_net), ("learner_score_net", self.learner_score_net)):
+            if net.dim != dim:
+                raise ValueError(
+                    f"{name} models {net.dim}-dimensional data, but conditioning="
+                    f"{conditioning!r} gives {dim}-dimensional features: build it with dim={dim}.",
+                )
+        self.expert_score_net.to(gen_algo.device)
+        self.learner_score_net.to(gen_algo.device)
+        if not self.expert_score_net.is_fitted:
+            mean, std = self.expert_data.mean(0), self.expert_data.std(0)
+            self.expert_score_net.set_normalization(mean.cpu().numpy(), std.cpu().numpy())
+        self._copy_expert_into_learner = learner_score_net is None
+        self.schedule = DiffusionSchedule(diffusion_steps).to(gen_algo.device)
+        self.score_opt_cls = score_opt_cls
+        self.score_opt_kwargs = dict(score_opt_kwargs or {"lr": 1e-3})
+        self._expert_opt = score_opt_cls(self.expert_score_net.parameters(), **self.score_opt_kwargs)
+        self._learner_opt = score_opt_cls(self.learner_score_net.parameters(), **self.score_opt_kwargs)
+        self.learner_buffer = LearnerStateBuffer(learner_buffer_size, dim)
+        self._reward_net = DiffusionScoreReward(
+            venv.observation_space,
+            venv.action_space,
+            self.expert_score_net,
+            self.learner_score_net,
+            self.schedule,
+            conditioning,
+            cost_timesteps,
+            self.generator,
+        )
+
+        self._log_dir = util.parse_path(log_dir)
+        self._summary_writer = None
+        if init_tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._summary_writer = SummaryWriter(str(self._log_dir / "summary"))
+
+        self.venv_buffering = wrappers.BufferingWrapper(self.venv)
+        if debug_use_ground_truth:
+            self.venv_wrapped = self.venv_buffering
+            self.gen_callback: Optional[BaseCallback] = None
+        else:
+            self.venv_wrapped = reward_wrapper.RewardVecEnvWrapper(
+                self.venv_buffering,
+                reward_fn=self.reward_train.predict_processed,
+            )
+            self.gen_callback = self.venv_wrapped.make_log_callback()
+        self.venv_train = self.venv_wrapped
+        self.gen_algo.set_env(self.venv_train)
+        self.gen_algo.set_logger(self.logger)
+        self._relabels = isinstance(gen_algo, OffPolicyAlgorithm) and not debug_use_ground_truth
+        if self._relabels:
+            relabel.check_relabelable(gen_algo.replay_buffer)
+        self.gen_train_timesteps = gen_train_timesteps or _default_round_length(gen_algo, venv.num_envs)
+        if self.gen_train_timesteps < venv.num_envs:
+            raise ValueError(
+                f"gen_train_timesteps={self.gen_train_timesteps} is less than the "
+                f"{venv.num_envs} environments of venv: a round must step each env at least once.",
+            )
+        self._global_step = 0
+        self._relabel_costs: List[float] = []
+
+    # -- demonstrations and networks ---------------------------------------------------
+
+    def set_demonstrations(self, demonstrations: data.AnyDemonstrations) -> None:
+        """Sets the expert data the expert score network is fitted on (split off 10% held out)."""
+        arrays = data.to_arrays(demonstrations)
+        obs_shape = self.venv.observation_space.shape
+        if arrays.obs.shape[1:] != obs_shape:
+            raise ValueError(
+                f"Demonstration states have shape {arrays.obs.shape[1:]}, but venv's "
+                f"observations have shape {obs_shape}: demonstrations must come from the same task.",
+            )
+        x = th.as_tensor(arrays.features(self.conditioning), device=self.gen_algo.device)
+        perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
+        n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
+        self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
+        self.expert_data = x[perm[n_heldout:]]
+
+    @property
+    def policy(self) -> policies.BasePolicy:
+        return self.gen_algo.policy
+
+    @property
+    def reward_train(self) -> DiffusionScoreReward:
+        """The reward the learner is trained on (``-c``), an imitation ``RewardNet``."""
+        return self._reward_net
+
+    @property
+    def reward_test(self) -> DiffusionScoreReward:
+        """The same reward: there is no shaping to remove."""
+        return self._reward_net
+
+    def pretrain_expert(self, n_steps: Optional[int] = None, progress_bar: bool = True) -> float:
+        """Fits the expert score network on the demonstrations.
+
+        :param n_steps: gradient steps (default ``expert_fit_steps``)
+        :return: the denoising loss on the held-out 10% of the demonstrations
+        """
+        n_steps = n_steps or self.expert_fit_steps
+        x = self.expert_data
+
+        def batch(n: int) -> th.Tensor:
+            return x[th.randint(0, len(x), (n,), generator=self.generator, device=x.device)]
+
+        train_loss = score_net.fit(
+            self.expert_score_net, self.schedule, batch, self._expert_opt, n_steps,
+            self.demo_batch_size, self.generator, progress_bar, "expert score",
+        )
+        heldout = score_net.heldout_loss(self.expert_score_net, self.schedule, self.expert_heldout)
+        _check_finite(heldout, "expert held-out denoising loss", self._global_step)
+        self.logger.record("diffusion/expert_train_loss", train_loss)
+        self.logger.record("diffusion/expert_heldout_loss", heldout)
+        self.logger.log(f"Expert score fitted: train loss {train_loss:.4f}, held-out loss {heldout:.4f}")
+        return heldout
+
+    def train_learner_score(self) -> float:
+        """Refits the learner score on the learner's features gathered so far (follow-the-leader)."""
+        def batch(n: int) -> th.Tensor:
+            return self.learner_buffer.sample(n, None).to(self.gen_algo.device)
+
+        return score_net.fit(
+            self.learner_score_net, self.schedule, batch, self._learner_opt,
+            self.learner_fit_steps, self.demo_batch_size, self.generator,
+        )
+
+    # -- training ----------------------------------------------------------------------
+
+    def _relabel(self, samples: ReplayBufferSamples) -> th.Tensor:
+        actions = samples.actions
+        if isinstance(self.venv.action_space, spaces.Box):
+            # SB3 stores Box actions rescaled to [-1, 1]; the reward sees env units.
+            low = th.as_tensor(self.venv.action_space.low, device=actions.device)
+            high = th.as_tensor(self.venv.action_space.high, device=actions.device)
+            actions = low + 0.5 * (actions + 1.0) * (high - low)
+        rewards = self._reward_net(samples.observations, actions, samples.next_observations, samples.dones)
+        self._relabel_costs.append(-float(rewards.mean()))
+        if self.reward_std is not None:
+            rewards = standardize(rewards, self.reward_std)
+        _check_finite(rewards, "relabelled reward", self._global_step)
+        return rewards
+
+    def train_gen(self, total_timesteps: Optional[int] = None, learn_kwargs: Optional[Mapping] = None) -> None:
+        """Trains the learner for ``total_timesteps`` env steps on the current reward.
+
+        The states it visits are added to the learner-state buffer.
+        """
+        total_timesteps = total_timesteps or self.gen_train_timesteps
+        learn_kwargs = dict(learn_kwargs or {})
+        callbacks = [c for c in (self.gen_callback, learn_kwargs.pop("callback", None)) if c is not None]
+        self._relabel_costs = []
+        start = time.perf_counter()
+        with self.logger.accumulate_means("gen"):
+            if self._relabels:
+                context = relabel.relabeled_sampling(self.gen_algo.replay_buffer, self._relabel)
+            else:
+                context = contextlib.nullcontext()
+            with context:
+                self.gen_algo.learn(
+                    total_timesteps=total_timesteps,
+                    reset_num_timesteps=False,
+                    callback=callbacks,
+                    **learn_kwargs,
+                )
+        elapsed = time.perf_counter() - start
+        trajectories, ep_lens = self.venv_buffering.pop_trajectories()
+        self._check_fixed_horizon(ep_lens)
+        new = data.to_arrays(trajectories).features(self.conditioning)
+        self.learner_buffer.add(new)
+        self._last_round_features = new
+        self.logger.record("diffusion/env_steps_per_second", total_timesteps / elapsed)
+        true_returns = _complete_episode_returns(trajectories, ep_lens)
+        if true_returns:
+            self.logger.record("diffusion/true_return", float(np.mean(true_returns)))
+        if self._relabel_costs:
+            self.logger.record("diffusion/relabel_cost_mean", float(np.mean(self._relabel_costs)))
+
+    def train(
+        self,
+        total_timesteps: int,
+        callback: Optional[Callable[[int], None]] = None,
+        gen_callback: Optional[Union[BaseCallback, List[BaseCallback]]] = None,
+        progress_bar: bool = True,
+    ) -> None:
+        """Alternates learner training and learner-score refits, in rounds.
+
+        A round is ``train_gen(gen_train_timesteps)``, a learner-score refit, then
+        ``callback(round)``. Training ends once another round would exceed
+        ``total_timesteps``. The expert score is fitted first unless it already is.
+
+        :param total_timesteps: upper bound on the env steps taken
+        :param callback: called with the round number at the end of every round
+        :param gen_callback: SB3 callback(s) passed to the learner's ``learn``
+        :param progress_bar: show a progress bar over rounds
+        """
+        n_rounds = total_timesteps // self.gen_train_timesteps
+        if n_rounds < 1:
+            raise ValueError(
+                f"total_timesteps={total_timesteps} is less than one round of "
+                f"gen_train_timesteps={self.gen_train_timesteps}: raise total_timesteps "
+                "or lower gen_train_timesteps.",
+            )
+        if not self.expert_score_net.is_fitted:
+            self.pretrain_expert(progress_bar=progress_bar)
+        if self._copy_expert_into_learner and not self.learner_score_net.is_fitted:
+            self.learner_score_net.load_state_dict(self.expert_score_net.state_dict())
+        self.expert_score_net.requires_grad_(False)
+        for r in tqdm(range(n_rounds), desc="round", disable=not progress_bar):
+            self.train_gen(self.gen_train_timesteps, {"callback": gen_callback} if gen_callback else None)
+            learner_loss = self.train_learner_score()
+            _check_finite(learner_loss, "learner score loss", self._global_step)
+            self._log_round(learner_loss)
+            if callback:
+                callback(r)
+            self._global_step += 1
+            self.logger.dump(self._global_step)
+
+    def _log_round(self, learner_loss: float) -> None:
+        newest = th.as_tensor(self._last_round_features[-N_COST_LOG_SAMPLES:], device=self.gen_algo.device)
+        with th.no_grad():
+            cost_learner = self._reward_net.cost(newest)
+            cost_expert = self._reward_net.cost(self.expert_heldout[:N_COST_LOG_SAMPLES])
+        _check_finite(cost_learner, "cost on learner states", self._global_step)
+        stats = {
+            "learner_loss": learner_loss,
+            "cost_learner": float(cost_learner.mean()),
+            "cost_expert": float(cost_expert.mean()),
+            "learner_buffer_size": len(self.learner_buffer),
+            "round": self._global_step,
+        }
+        for key, value in stats.items():
+            self.logger.record(f"diffusion/{key}", value)
+        if self._summary_writer is not None:
+            for key, value in stats.items():
+                self._summary_writer.add_scalar(f"diffusion/{key}", value, self._global_step)
+            self._summary_writer.add_histogram("diffusion/cost_learner", cost_learner, self._global_step)
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _settings(self) -> Dict[str, Any]:
+        return dict(
+            conditioning=self.conditioning,
+            demo_batch_size=self.demo_batch_size,
+            diffusion_steps=self.schedule.n_steps,
+            expert_fit_steps=self.expert_fit_steps,
+            learner_fit_steps=self.learner_fit_steps,
+            learner_buffer_size=self.learner_buffer.capacity,
+            cost_timesteps=self._reward_net.n_timesteps,
+            reward_std=self.reward_std,
+            gen_train_timesteps=self.gen_train_timesteps,
+            score_opt_kwargs=self.score_opt_kwargs,
+            seed=self.seed,
+        )
+
+    def save(self, path: types.AnyPath) -> None:
+        """Writes the score networks and the trainer's settings to ``path`` atomically.
+
+        The learner saves itself with SB3's ``gen_algo.save``.
+        """
+        state = {
+            "format": 1,
+            "settings": self._settings(),
+            "observation_space_shape": list(self.venv.observation_space.shape),
+            "expert_config": self.expert_score_net.config(),
+            "learner_config": self.learner_score_net.config(),
+            "expert_state": self.expert_score_net.state_dict(),
+            "learner_state": self.learner_score_net.state_dict(),
+            "round": self._global_step,
+        }
+        buf = io.BytesIO()
+        th.save(state, buf)
+        data.atomic_write_bytes(util.parse_path(path), buf.getvalue())
+
+    @classmethod
+    def load(
+        cls,
+        path: types.AnyPath,
+        *,
+        demonstrations: data.AnyDemonstrations,
+        venv: vec_env.VecEnv,
+        gen_algo: base_class.BaseAlgorithm,
+        **kwargs: Any,
+    ) -> "DiffusionScoreIL":
+        """Rebuilds a trainer saved with `save`; ``kwargs`` override saved settings."""
+        state = th.load(util.parse_path(path), map_location=gen_algo.device, weights_only=True)
+        if tuple(state["observation_space_shape"]) != venv.observation_space.shape:
+            raise ValueError(
+                f"{path} was saved for observations of shape {tuple(state['observation_space_shape'])}, "
+                f"but venv's have shape {venv.observation_space.shape}: load it with the task it was trained on.",
+            )
+        nets = []
+        for name in ("expert", "learner"):
+            net = ScoreNetwork(**state[f"{name}_config"])
+            net.load_state_dict(state[f"{name}_state"])
+            nets.append(net)
+        settings = {**state["settings"], **kwargs}
+        trainer = cls(
+            demonstrations=demonstrations,
+            venv=venv,
+            gen_algo=gen_algo,
+            expert_score_net=nets[0],
+            learner_score_net=nets[1],
+            **settings,
+        )
+        trainer._global_step = state["round"]
+        return trainer
+
+
+def _complete_episode_returns(
+    trajectories: List[types.TrajectoryWithRew], ep_lens: List[int],
+) -> List[float]:
+    """True returns of the episodes that ran wholly within this round.
+
+    Finished fragments and episode lengths are recorded in the same order; a
+    fragment that started in an earlier round is shorter than its episode.
+    """
+    finished = [t for t in trajectories if t.terminal]
+    return [float(t.rews.sum()) for t, n in zip(finished, ep_lens) if len(t.acts) == n]
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name}={value} must be at least 1.")
+
+
+def _check_finite(value: Union[float, th.Tensor], what: str, round_: int) -> None:
+    if not bool(th.isfinite(th.as_tensor(value)).all()):
+        raise FloatingPointError(
+            f"Non-finite {what} in round {round_}: stopping. Check the demonstrations and "
+            "the environment's observations for NaN/inf or huge values, or lower the score learning rate.",
+        )
+
+
+def _check_spaces(venv: vec_env.VecEnv, gen_algo: base_class.BaseAlgorithm, conditioning: str) -> None:
+    obs_space = venv.observation_space
+    if isinstance(obs_space, spaces.Dict):
+        raise ValueError(
+            "Dict observation spaces are not supported yet: wrap the env in gymnasium's "
+            "FlattenObservation so observations are flat vectors.",
+        )
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(
+            f"Observation space {obs_space} is not supported yet: DiffusionScoreIL needs flat "
+            "vector (1-D Box) observations; image observations are not supported yet.",
+        )
+    if conditioning == "state_action" and not isinstance(venv.action_space, spaces.Box):
+        raise ValueError(
+            f"conditioning='state_action' needs a Box action space, got {venv.action_space}: "
+            "use conditioning='state'.",
+        )
+    for name in ("observation_space", "action_space"):
+        theirs, ours = getattr(gen_algo, name), getattr(venv, name)
+        if theirs != ours:
+            raise ValueError(
+                f"gen_algo's {name} {theirs} differs from venv's {ours}: build the learner "
+                "on the same environment as venv.",
+            )
+
+
+def _default_round_length(gen_algo: base_class.BaseAlgorithm, n_envs: int) -> int:
+    if isinstance(gen_algo, on_policy_algorithm.OnPolicyAlgorithm):
+        return gen_algo.n_steps * n_envs
+    return -(-DEFAULT_OFF_POLICY_ROUND // n_envs) * n_envs
