@@ -53,7 +53,7 @@ class ScoreNetwork(nn.Module):
     def __init__(
         self,
         dim: int,
-        hidden_sizes: Sequence[int] = (256, 256),
+        hidden_sizes: Sequence[int] = (256,),
         activation: str = "leaky_relu",
         time_embedding_dim: int = 16,
     ):

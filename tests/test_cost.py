@@ -1,0 +1,94 @@
+"""The cost against the diffusion score divergence it estimates, on Gaussians."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_diffusion_il import DiffusionSchedule, DiffusionScoreReward, ScoreNetwork, diffusion_score_cost
+from sb3_diffusion_il.cost import standardize
+from sb3_diffusion_il.score_net import fit
+from test_diffusion import gaussian_optimal_eps
+
+EXPERT_MEAN, EXPERT_STD = th.tensor([0.0, 0.0]), th.tensor([1.0, 1.0])
+LEARNER_MEAN, LEARNER_STD = th.tensor([1.5, -1.0]), th.tensor([0.5, 1.0])
+
+
+def fitted_net(schedule, mean, std, seed):
+    th.manual_seed(seed)
+    gen = th.Generator().manual_seed(seed)
+    net = ScoreNetwork(2)
+    fit(net, schedule, lambda n: mean + std * th.randn(n, 2, generator=gen),
+        th.optim.AdamW(net.parameters(), lr=1e-3), 3000, 512, gen)
+    return net
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return DiffusionSchedule(1000)
+
+
+@pytest.fixture(scope="module")
+def expert_net(schedule):
+    return fitted_net(schedule, EXPERT_MEAN, EXPERT_STD, 0)
+
+
+def analytic_divergence(schedule, n=200_000):
+    """E_t E_{x_t ~ learner_t} ||eps*_E - eps*_L||^2 / dim, with exact Gaussian denoisers."""
+    gen = th.Generator().manual_seed(1)
+    x0 = LEARNER_MEAN + LEARNER_STD * th.randn(n, 2, generator=gen)
+    t = schedule.uniform_timesteps(n, gen)
+    x_t = schedule.noise(x0, t, th.randn(x0.shape, generator=gen))
+    gap = gaussian_optimal_eps(x_t, t, schedule, EXPERT_MEAN, EXPERT_STD) - gaussian_optimal_eps(
+        x_t, t, schedule, LEARNER_MEAN, LEARNER_STD)
+    return float(gap.pow(2).mean())
+
+
+def test_cost_is_zero_for_identical_networks(schedule, expert_net):
+    x = LEARNER_MEAN + LEARNER_STD * th.randn(1000, 2)
+    with th.no_grad():
+        cost = diffusion_score_cost(expert_net, copy.deepcopy(expert_net), schedule, x, 16)
+    assert th.equal(cost, th.zeros(1000))
+
+
+def test_cost_on_learner_states_estimates_the_score_divergence(schedule, expert_net):
+    learner_net = fitted_net(schedule, LEARNER_MEAN, LEARNER_STD, 1)
+    gen = th.Generator().manual_seed(2)
+    learner_x = LEARNER_MEAN + LEARNER_STD * th.randn(20_000, 2, generator=gen)
+    expert_x = EXPERT_MEAN + EXPERT_STD * th.randn(20_000, 2, generator=gen)
+    with th.no_grad():
+        cost_learner = diffusion_score_cost(expert_net, learner_net, schedule, learner_x, 16, gen).mean()
+        cost_expert = diffusion_score_cost(expert_net, learner_net, schedule, expert_x, 16, gen).mean()
+    divergence = analytic_divergence(schedule)
+    assert divergence > 0.05  # the two Gaussians are clearly apart
+    assert float(cost_learner) == pytest.approx(divergence, rel=0.25)
+    # On expert states the sign flips: the expert score explains them better.
+    assert cost_expert < -0.5 * divergence
+
+
+def test_cost_near_zero_when_learner_matches_expert(schedule, expert_net):
+    same_net = fitted_net(schedule, EXPERT_MEAN, EXPERT_STD, 3)
+    x = EXPERT_MEAN + EXPERT_STD * th.randn(20_000, 2)
+    with th.no_grad():
+        cost = diffusion_score_cost(expert_net, same_net, schedule, x, 16).mean()
+    assert abs(float(cost)) < 0.1 * analytic_divergence(schedule)
+
+
+def test_reward_net_is_minus_cost_of_the_chosen_feature(schedule, expert_net):
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (2,))
+    act_space = gym.spaces.Box(-1, 1, (1,))
+    learner_net = fitted_net(schedule, LEARNER_MEAN, LEARNER_STD, 1)
+    reward = DiffusionScoreReward(obs_space, act_space, expert_net, learner_net, schedule, "state", 16,
+                                  th.Generator().manual_seed(5))
+    obs, next_obs = th.randn(8, 2), th.randn(8, 2)
+    r = reward(obs, th.zeros(8, 1), next_obs, th.zeros(8))
+    expected = -diffusion_score_cost(expert_net, learner_net, schedule, next_obs, 16, th.Generator().manual_seed(5))
+    th.testing.assert_close(r, expected)
+
+
+def test_standardize():
+    r = standardize(th.randn(256) * 5 + 3, 0.1)
+    assert float(r.mean()) == pytest.approx(0.0, abs=1e-6)
+    assert float(r.std(unbiased=False)) == pytest.approx(0.1, rel=1e-4)

@@ -1,0 +1,99 @@
+"""Demonstrations: every type imitation accepts, the bundled files, bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch as th
+from imitation.data import rollout, types
+
+from sb3_diffusion_il import data, expert_stats, load_demonstrations, normalized_return
+
+
+def test_every_bundled_task_loads_offline_with_a_clear_expert_gap():
+    ids = data.bundled_env_ids()
+    assert "Pendulum-v1" in ids
+    for env_id in ids:
+        trajectories = load_demonstrations(env_id)
+        stats = expert_stats(env_id)
+        assert len(trajectories) >= 10
+        assert all(isinstance(t, types.TrajectoryWithRew) for t in trajectories)
+        assert all(t.obs.dtype == np.float32 for t in trajectories)
+        returns = [float(t.rews.sum()) for t in trajectories]
+        assert np.mean(returns) == pytest.approx(stats["expert_return_mean"], rel=1e-3)
+        gap = stats["expert_return_mean"] - stats["random_return_mean"]
+        assert gap > 3 * max(stats["random_return_std"], stats["expert_return_std"]), env_id
+        assert normalized_return(env_id, stats["expert_return_mean"]) == pytest.approx(1.0)
+        assert normalized_return(env_id, stats["random_return_mean"]) == pytest.approx(0.0)
+
+
+def test_n_episodes():
+    assert len(load_demonstrations("Pendulum-v1", n_episodes=3)) == 3
+    with pytest.raises(ValueError, match="between 1 and"):
+        load_demonstrations("Pendulum-v1", n_episodes=0)
+
+
+def test_unknown_env_id_lists_bundled_ids_and_how_to_make_more():
+    with pytest.raises(ValueError, match=r"Pendulum-v1.*python -m sb3_diffusion_il.experts"):
+        load_demonstrations("NoSuchTask-v0")
+
+
+def test_truncated_or_corrupt_file_is_refused_naming_it(tmp_path, monkeypatch):
+    for path in (data.demo_path("Pendulum-v1"), data.manifest_path("Pendulum-v1")):
+        shutil.copy(path, tmp_path)
+    monkeypatch.setattr(data, "DEMO_DIR", tmp_path)
+    path = data.demo_path("Pendulum-v1")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=str(path)):
+        load_demonstrations("Pendulum-v1")
+    # Without a checksum, the archive itself is found broken.
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        data.read_trajectories(path)
+
+
+def test_save_and_read_roundtrip(tmp_path, pendulum_trajectories):
+    sha = data.save_trajectories(tmp_path / "d.npz", pendulum_trajectories[:2])
+    back = data.read_trajectories(tmp_path / "d.npz", sha)
+    for a, b in zip(back, pendulum_trajectories[:2]):
+        np.testing.assert_array_equal(a.obs, b.obs)
+        np.testing.assert_array_equal(a.acts, b.acts)
+        np.testing.assert_array_equal(a.rews, b.rews)
+
+
+def test_all_demonstration_types_give_the_same_features(pendulum_trajectories):
+    trajectories = pendulum_trajectories[:2]
+    transitions = rollout.flatten_trajectories(trajectories)
+    minimal = types.TransitionsMinimal(obs=transitions.obs, acts=transitions.acts, infos=transitions.infos)
+    dicts = [
+        {key: th.tensor(getattr(transitions, key)[i : i + 50]) for key in ("obs", "acts", "next_obs")}
+        for i in range(0, len(transitions), 50)
+    ]
+    expected = transitions.next_obs
+    for demos in (trajectories, transitions, dicts):
+        np.testing.assert_allclose(data.to_arrays(demos).features("state"), expected)
+        assert data.to_arrays(demos).features("state_action").shape == (len(expected), 4)
+        assert data.to_arrays(demos).features("state_next_state").shape == (len(expected), 6)
+    # Data without next states is diffused as the states it holds.
+    np.testing.assert_allclose(data.to_arrays(minimal).features("state"), transitions.obs)
+    np.testing.assert_allclose(data.to_arrays(transitions.obs).features("state"), transitions.obs)
+
+
+@pytest.mark.parametrize(
+    "demos, match",
+    [
+        (None, "No demonstrations"),
+        (np.zeros((0, 3)), "0 states"),
+        (np.zeros((5, 3, 2)), "image or multi-dimensional"),
+        (np.array([[0.0, np.nan, 1.0]]), "non-finite"),
+        ([{"acts": np.zeros((2, 1))}], "'obs' key"),
+    ],
+)
+def test_bad_demonstrations(demos, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        data.to_arrays(demos)
+
+
+def test_state_action_needs_actions():
+    with pytest.raises(ValueError, match="needs demonstrations with actions"):
+        data.to_arrays(np.zeros((4, 3))).features("state_action")

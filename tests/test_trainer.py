@@ -1,0 +1,240 @@
+"""DiffusionScoreIL: construction errors, reward delivery, learners, drop-in for GAIL."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from imitation.algorithms.adversarial.gail import GAIL
+from imitation.rewards.reward_nets import BasicRewardNet
+from imitation.util.networks import RunningNorm
+from sb3_contrib import TQC
+from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_diffusion_il import DiffusionScoreIL
+
+FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
+
+
+def make_trainer(venv, gen_algo, demonstrations, **kwargs):
+    return DiffusionScoreIL(demonstrations=demonstrations, venv=venv, gen_algo=gen_algo, **{**FAST, **kwargs})
+
+
+class DictObsEnv(gym.Env):
+    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (3,))})
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+class ImageObsEnv(DictObsEnv):
+    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
+
+
+# -- bad input: clear errors at construction ------------------------------------------
+
+
+def test_no_demonstrations(venv, sac):
+    with pytest.raises(ValueError, match="No demonstrations"):
+        make_trainer(venv, sac, None)
+    with pytest.raises(ValueError, match="0 states"):
+        make_trainer(venv, sac, np.zeros((0, 3), np.float32))
+
+
+def test_demonstrations_from_another_task(venv, sac):
+    with pytest.raises(ValueError, match=r"shape \(4,\).*same task"):
+        make_trainer(venv, sac, np.zeros((10, 4), np.float32))
+
+
+@pytest.mark.parametrize("env_cls, match", [(DictObsEnv, "Dict observation"), (ImageObsEnv, "image")])
+def test_unsupported_observations(env_cls, match):
+    venv = DummyVecEnv([env_cls])
+    algo = PPO("MultiInputPolicy" if env_cls is DictObsEnv else "CnnPolicy", venv, n_steps=8, batch_size=8)
+    with pytest.raises(ValueError, match=match):
+        make_trainer(venv, algo, np.zeros((10, 3), np.float32))
+
+
+def test_state_action_without_actions(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="needs demonstrations with actions"):
+        make_trainer(venv, sac, pendulum_states, conditioning="state_action")
+
+
+def test_non_finite_demonstrations(venv, sac, pendulum_states):
+    bad = pendulum_states.copy()
+    bad[5, 1] = np.inf
+    with pytest.raises(ValueError, match="1 non-finite"):
+        make_trainer(venv, sac, bad)
+
+
+def test_learner_built_on_another_env(venv, pendulum_states):
+    other = SAC("MlpPolicy", make_vec_env("MountainCarContinuous-v0"))
+    with pytest.raises(ValueError, match="observation_space.*same environment"):
+        make_trainer(venv, other, pendulum_states)
+
+
+def test_unknown_conditioning(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="state_next_state"):
+        make_trainer(venv, sac, pendulum_states, conditioning="action")
+
+
+def test_too_few_timesteps(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="less than one round"):
+        make_trainer(venv, sac, pendulum_states).train(100)
+
+
+# -- reward delivery --------------------------------------------------------------------
+
+
+def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, reward_std=0.1)
+    seen = []
+    original_train = sac.train
+
+    def spy_train(gradient_steps, batch_size):
+        seen.append(sac.replay_buffer.sample(batch_size).rewards.clone())
+        original_train(gradient_steps, batch_size)
+
+    sac.train = spy_train
+    trainer.train(400, progress_bar=False)
+    stored = sac.replay_buffer.rewards[: sac.replay_buffer.pos]
+    # Round 0 collects with identical score networks: the stored cost reward is 0.
+    assert np.all(stored[:200] == 0)
+    last = seen[-1]
+    assert float(last.std(unbiased=False)) == pytest.approx(0.1, rel=1e-3)
+    assert not np.allclose(last.numpy().ravel(), 0.0)
+    # Outside training, the buffer is SB3's own again.
+    assert "sample" not in vars(sac.replay_buffer)
+
+
+def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states)
+    trainer.train(400, progress_bar=False)  # learner score now differs from the expert's
+    truth = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    wrapped = trainer.venv_wrapped
+    wrapped.seed(123)
+    truth.seed(123)
+    obs = wrapped.reset()
+    truth_obs = truth.reset()
+    np.testing.assert_allclose(obs, truth_obs)
+    action = np.array([[0.5]], np.float32)
+    state = trainer.generator.get_state()
+    next_obs, reward, _, infos = wrapped.step(action)
+    _, true_reward, _, _ = truth.step(action)
+    trainer.generator.set_state(state)
+    expected = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
+    np.testing.assert_allclose(reward, expected, rtol=1e-5)
+    assert infos[0]["original_env_rew"] == pytest.approx(true_reward[0])
+    assert not np.isclose(reward[0], true_reward[0])
+
+
+def test_ground_truth_debug_mode_passes_true_reward(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, debug_use_ground_truth=True)
+    trainer.train(200, progress_bar=False)
+    stored = sac.replay_buffer.rewards[: sac.replay_buffer.pos]
+    assert stored.min() < -0.5  # Pendulum's true reward, not the cost
+
+
+def test_state_action_relabel_sees_env_unit_actions(venv, pendulum_trajectories):
+    sac = SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+    trainer = make_trainer(venv, sac, pendulum_trajectories, conditioning="state_action")
+    trainer.train(200, progress_bar=False)
+    samples = sac.replay_buffer.sample(64)
+    seen = {}
+    trainer._reward_net.forward = lambda s, a, ns, d: seen.setdefault("acts", a) * 0 + th.zeros(len(s))
+    trainer._relabel(samples)
+    expected = sac.policy.unscale_action(samples.actions.numpy())
+    np.testing.assert_allclose(seen["acts"].numpy(), expected, rtol=1e-5)
+    assert np.abs(expected).max() > 1.0  # Pendulum acts in [-2, 2]
+
+
+# -- learners and the drop-in -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo_cls", [TD3, DDPG, TQC])
+def test_one_round_with_other_off_policy_learners(venv, pendulum_states, algo_cls):
+    algo = algo_cls("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+    trainer = make_trainer(venv, algo, pendulum_states)
+    trainer.train(200, progress_bar=False)
+    assert algo.num_timesteps == 200
+    assert len(trainer.learner_buffer) == 200
+
+
+def test_one_round_with_ppo_uses_the_wrapped_reward(pendulum_states):
+    venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    ppo = PPO("MlpPolicy", venv, n_steps=100, batch_size=50, n_epochs=1, seed=0)
+    trainer = DiffusionScoreIL(demonstrations=pendulum_states, venv=venv, gen_algo=ppo,
+                               demo_batch_size=64, expert_fit_steps=50, seed=0)
+    assert trainer.gen_train_timesteps == 200
+    trainer.train(200, progress_bar=False)
+    assert ppo.num_timesteps == 200
+    assert ppo.env is trainer.venv_train
+
+
+def test_drop_in_for_gail(tmp_path, pendulum_trajectories):
+    def kwargs():
+        venv = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+        return dict(
+            demonstrations=pendulum_trajectories,
+            demo_batch_size=64,
+            venv=venv,
+            gen_algo=SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64),
+            gen_train_timesteps=200,
+            log_dir=tmp_path,
+            allow_variable_horizon=False,
+        )
+
+    gail_kwargs = kwargs()
+    reward_net = BasicRewardNet(gail_kwargs["venv"].observation_space, gail_kwargs["venv"].action_space,
+                                normalize_input_layer=RunningNorm)
+    gail = GAIL(**gail_kwargs, reward_net=reward_net)
+    ours = DiffusionScoreIL(**kwargs(), expert_fit_steps=50)
+    for trainer in (gail, ours):
+        trainer.train(200)
+        assert trainer.gen_algo.num_timesteps == 200
+        assert trainer.policy is trainer.gen_algo.policy
+        for attr in ("venv_wrapped", "venv_train", "reward_train", "reward_test", "gen_callback", "logger"):
+            assert getattr(trainer, attr) is not None
+
+
+# -- persistence ------------------------------------------------------------------------
+
+
+def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, cost_timesteps=8, reward_std=None)
+    trainer.train(200, progress_bar=False)
+    trainer.save(tmp_path / "scores.pt")
+    loaded = DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
+    assert loaded.reward_std is None and loaded._reward_net.n_timesteps == 8
+    x = th.as_tensor(pendulum_states[:100])
+    for name in ("expert_score_net", "learner_score_net"):
+        a, b = getattr(trainer, name), getattr(loaded, name)
+        assert th.equal(a.normalize(x), b.normalize(x))
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert th.equal(pa, pb)
+    # A loaded expert score is reused, not refitted.
+    before = loaded.expert_score_net.fitted_steps.item()
+    loaded.train(200, progress_bar=False)
+    assert loaded.expert_score_net.fitted_steps.item() == before
+
+
+def test_load_refuses_another_task(tmp_path, venv, sac, pendulum_states):
+    make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
+    other = make_vec_env("MountainCarContinuous-v0")
+    with pytest.raises(ValueError, match="task it was trained on"):
+        DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=np.zeros((10, 2), np.float32),
+                              venv=other, gen_algo=SAC("MlpPolicy", other))
+
+
+def test_pretrained_expert_is_reused_across_runs(venv, sac, pendulum_states):
+    first = make_trainer(venv, sac, pendulum_states)
+    first.pretrain_expert(progress_bar=False)
+    sac2 = SAC("MlpPolicy", venv, seed=1, learning_starts=100, batch_size=64)
+    second = make_trainer(venv, sac2, pendulum_states, expert_score_net=first.expert_score_net)
+    steps = second.expert_score_net.fitted_steps.item()
+    second.train(200, progress_bar=False)
+    assert second.expert_score_net.fitted_steps.item() == steps
