@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
+import seals  # noqa: F401  (registers the seals/* tasks)
 from imitation.data import rollout, types
 from imitation.data.wrappers import RolloutInfoWrapper
 from stable_baselines3 import SAC
@@ -24,11 +25,20 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_diffusion_il import data
 
-# SAC settings per task, from rl-baselines3-zoo where it has them.
+# SAC settings and budgets per task. MuJoCo tasks take rl-baselines3-zoo's
+# SAC settings (10k random steps first) with budgets this CPU can afford over
+# a few sessions; training resumes where it stopped.
+_MUJOCO = dict(sac_kwargs=dict(learning_starts=10_000), eval_every=10_000)
 EXPERT_SETTINGS: Dict[str, Dict[str, Any]] = {
-    "Pendulum-v1": dict(total_timesteps=20_000, sac_kwargs=dict(learning_rate=1e-3)),
+    "Pendulum-v1": dict(total_timesteps=20_000, sac_kwargs=dict(learning_rate=1e-3), eval_every=2_000),
+    "InvertedPendulum-v4": dict(total_timesteps=30_000, sac_kwargs=dict(learning_rate=1e-3), eval_every=2_000),
+    "seals/HalfCheetah-v1": dict(total_timesteps=200_000, **_MUJOCO),
+    "seals/Hopper-v1": dict(total_timesteps=300_000, **_MUJOCO),
+    "seals/Walker2d-v1": dict(total_timesteps=300_000, **_MUJOCO),
+    "seals/Ant-v1": dict(total_timesteps=400_000, **_MUJOCO),
 }
-DEFAULT_SETTINGS: Dict[str, Any] = dict(total_timesteps=1_000_000, sac_kwargs={})
+TASKS = tuple(EXPERT_SETTINGS)
+DEFAULT_SETTINGS: Dict[str, Any] = dict(total_timesteps=1_000_000, sac_kwargs={}, eval_every=10_000)
 
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1):
@@ -84,7 +94,9 @@ def train_expert(
         model.load_replay_buffer(buffer_path)
         curve = json.loads(curve_path.read_text())
     else:
-        model = SAC("MlpPolicy", venv, seed=seed, verbose=0, **sac_kwargs)
+        # A buffer of the whole budget keeps every transition, as SB3's default
+        # 1M does for these budgets, without allocating (and checkpointing) 1M rows.
+        model = SAC("MlpPolicy", venv, seed=seed, verbose=0, buffer_size=total_timesteps, **sac_kwargs)
         curve = []
     eval_env = gym.make(env_id)
     while model.num_timesteps < total_timesteps:
@@ -125,11 +137,12 @@ def make_demonstrations(
     total_timesteps: Optional[int] = None,
     n_episodes: int = 10,
     seed: int = 0,
-    eval_every: int = 2_000,
+    eval_every: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Trains the expert, records demonstrations and writes the manifest."""
     settings = EXPERT_SETTINGS.get(env_id, DEFAULT_SETTINGS)
     total_timesteps = total_timesteps or settings["total_timesteps"]
+    eval_every = eval_every or settings["eval_every"]
     model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, settings["sac_kwargs"])
     expert = record(model, env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
@@ -164,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--timesteps", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
     args = parser.parse_args(argv)
     work_dir = args.work_dir or pathlib.Path("experts") / data.demo_path(args.env_id).stem
     manifest = make_demonstrations(
