@@ -99,7 +99,8 @@ class ScoreNetwork(nn.Module):
         self.std.copy_(th.as_tensor(std, dtype=th.float32))
 
     def normalize(self, x: th.Tensor) -> th.Tensor:
-        return (x - self.mean) / self.std
+        """Standardised ``x`` in the network's dtype (MuJoCo observations are float64)."""
+        return (x.to(self.mean.dtype) - self.mean) / self.std
 
     def forward(self, x_t: th.Tensor, t: th.Tensor) -> th.Tensor:
         """Predicted noise for normalised, noised data ``x_t`` (n, dim) at timesteps ``t`` (n,)."""

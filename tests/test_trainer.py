@@ -164,6 +164,16 @@ def test_one_round_with_other_off_policy_learners(venv, pendulum_states, algo_cl
     assert len(trainer.learner_buffer) == 200
 
 
+def test_float64_observations_of_mujoco_tasks():
+    venv = make_vec_env("InvertedPendulum-v4", n_envs=1, seed=0)
+    assert venv.observation_space.dtype == np.float64
+    states = np.random.default_rng(0).normal(scale=0.1, size=(500, 4))
+    sac = SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+    trainer = make_trainer(venv, sac, states, allow_variable_horizon=True)  # it terminates early
+    trainer.train(400, progress_bar=False)
+    assert trainer.gen_algo.num_timesteps == 400
+
+
 def test_one_round_with_ppo_uses_the_wrapped_reward(pendulum_states):
     venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     ppo = PPO("MlpPolicy", venv, n_steps=100, batch_size=50, n_epochs=1, seed=0)
