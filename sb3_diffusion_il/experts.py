@@ -24,22 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_diffusion_il import data
-
-# SAC settings and budgets per task. MuJoCo tasks take rl-baselines3-zoo's
-# SAC settings (10k random steps first) with budgets this CPU can afford over
-# a few sessions; training resumes where it stopped.
-_MUJOCO = dict(sac_kwargs=dict(learning_starts=10_000), eval_every=10_000)
-EXPERT_SETTINGS: Dict[str, Dict[str, Any]] = {
-    "Pendulum-v1": dict(total_timesteps=20_000, sac_kwargs=dict(learning_rate=1e-3), eval_every=2_000),
-    "InvertedPendulum-v4": dict(total_timesteps=30_000, sac_kwargs=dict(learning_rate=1e-3), eval_every=2_000),
-    "seals/HalfCheetah-v1": dict(total_timesteps=200_000, **_MUJOCO),
-    "seals/Hopper-v1": dict(total_timesteps=300_000, **_MUJOCO),
-    "seals/Walker2d-v1": dict(total_timesteps=300_000, **_MUJOCO),
-    "seals/Ant-v1": dict(total_timesteps=400_000, **_MUJOCO),
-}
-TASKS = tuple(EXPERT_SETTINGS)
-DEFAULT_SETTINGS: Dict[str, Any] = dict(total_timesteps=1_000_000, sac_kwargs={}, eval_every=10_000)
-
+from sb3_diffusion_il.tasks import get_task
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1):
     """A VecEnv whose episodes imitation's rollout collector can record."""
@@ -140,10 +125,11 @@ def make_demonstrations(
     eval_every: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Trains the expert, records demonstrations and writes the manifest."""
-    settings = EXPERT_SETTINGS.get(env_id, DEFAULT_SETTINGS)
-    total_timesteps = total_timesteps or settings["total_timesteps"]
-    eval_every = eval_every or settings["eval_every"]
-    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, settings["sac_kwargs"])
+    task = get_task(env_id)
+    total_timesteps = total_timesteps or task.expert_timesteps
+    eval_every = eval_every or task.eval_every
+    sac_kwargs = dict(task.expert_sac_kwargs)
+    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, sac_kwargs)
     expert = record(model, env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
     sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
@@ -157,7 +143,8 @@ def make_demonstrations(
         "random_return_mean": float(_returns(random).mean()),
         "random_return_std": float(_returns(random).std()),
         "expert_algo": "SAC",
-        "expert_sac_kwargs": settings["sac_kwargs"],
+        "expert_sac_kwargs": sac_kwargs,
+        "fixed_horizon": task.fixed_horizon,
         "expert_timesteps": model.num_timesteps,
         "seed": seed,
         "learning_curve": curve,

@@ -8,6 +8,7 @@ import torch as th
 from imitation.data import rollout, types
 
 from sb3_diffusion_il import data, expert_stats, load_demonstrations, normalized_return
+from sb3_diffusion_il.tasks import TASKS, get_task
 
 
 def test_every_bundled_task_loads_offline_with_a_clear_expert_gap():
@@ -97,3 +98,16 @@ def test_bad_demonstrations(demos, match):
 def test_state_action_needs_actions():
     with pytest.raises(ValueError, match="needs demonstrations with actions"):
         data.to_arrays(np.zeros((4, 3))).features("state_action")
+
+
+def test_bundled_data_fits_the_30_mb_budget():
+    total = sum(p.stat().st_size for p in data.DEMO_DIR.iterdir())
+    assert total <= 30 * 2**20, total
+
+
+def test_every_bundled_task_is_registered_with_its_horizon():
+    for env_id in data.bundled_env_ids():
+        task = get_task(env_id)
+        assert expert_stats(env_id)["expert_timesteps"] >= task.expert_timesteps
+        assert expert_stats(env_id)["fixed_horizon"] == task.fixed_horizon
+    assert all(t.fixed_horizon for env_id, t in TASKS.items() if env_id.startswith("seals/"))

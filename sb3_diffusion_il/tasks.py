@@ -1,0 +1,56 @@
+"""The benchmark tasks: how each one's expert is trained and how its episodes end.
+
+The MuJoCo tasks are imitation's fixed-horizon ``seals/*`` versions (early
+termination lets episode length carry reward information, which biases
+imitation), plus ``InvertedPendulum-v4``, which does terminate early.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task and the SAC expert made for it.
+
+    :param env_id: the gymnasium id
+    :param expert_timesteps: the expert's SAC training budget in env steps
+    :param expert_sac_kwargs: SAC settings of the expert, beyond SB3's defaults
+    :param eval_every: env steps between the expert's evaluations (its learning curve)
+    :param fixed_horizon: False when episodes can end early; imitation trainers then
+        need ``allow_variable_horizon=True``
+    """
+
+    env_id: str
+    expert_timesteps: int
+    expert_sac_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    eval_every: int = 10_000
+    fixed_horizon: bool = True
+
+
+# MuJoCo experts take rl-baselines3-zoo's SAC settings (10k random steps first),
+# with budgets this CPU can afford over a few sessions: expert training resumes.
+_ZOO_SAC = {"learning_starts": 10_000}
+TASKS: Dict[str, Task] = {
+    task.env_id: task
+    for task in (
+        Task("Pendulum-v1", 20_000, {"learning_rate": 1e-3}, eval_every=2_000),
+        Task("InvertedPendulum-v4", 30_000, {"learning_rate": 1e-3}, eval_every=2_000, fixed_horizon=False),
+        Task("seals/HalfCheetah-v1", 200_000, _ZOO_SAC),
+        Task("seals/Hopper-v1", 300_000, _ZOO_SAC),
+        Task("seals/Walker2d-v1", 300_000, _ZOO_SAC),
+        Task("seals/Ant-v1", 400_000, _ZOO_SAC),
+    )
+}
+
+
+def get_task(env_id: str) -> Task:
+    """The registered task, or SB3-default SAC settings with a 1M budget for another id."""
+    if env_id in TASKS:
+        return TASKS[env_id]
+    if env_id.startswith("seals/"):
+        import seals  # noqa: F401  (registers the seals/* ids)
+    gym.spec(env_id)  # an unknown id raises gymnasium's error, listing close names
+    return Task(env_id, 1_000_000, fixed_horizon=False)
