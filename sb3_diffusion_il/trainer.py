@@ -207,6 +207,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.gen_algo.set_env(self.venv_train)
         self.gen_algo.set_logger(self.logger)
         self._relabels = isinstance(gen_algo, OffPolicyAlgorithm) and not debug_use_ground_truth
+        self._net_reward = relabel.reward_net_fn(self._reward_net, venv.action_space)
         if self._relabels:
             relabel.check_relabelable(gen_algo.replay_buffer)
         self.gen_train_timesteps = gen_train_timesteps or _default_round_length(gen_algo, venv.num_envs)
@@ -285,13 +286,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     # -- training ----------------------------------------------------------------------
 
     def _relabel(self, samples: ReplayBufferSamples) -> th.Tensor:
-        actions = samples.actions
-        if isinstance(self.venv.action_space, spaces.Box):
-            # SB3 stores Box actions rescaled to [-1, 1]; the reward sees env units.
-            low = th.as_tensor(self.venv.action_space.low, device=actions.device)
-            high = th.as_tensor(self.venv.action_space.high, device=actions.device)
-            actions = low + 0.5 * (actions + 1.0) * (high - low)
-        rewards = self._reward_net(samples.observations, actions, samples.next_observations, samples.dones)
+        rewards = self._net_reward(samples)
         self._relabel_costs.append(-float(rewards.mean()))
         if self.reward_std is not None:
             rewards = standardize(rewards, self.reward_std)
