@@ -50,7 +50,7 @@ def _returns(trajectories: Sequence[types.TrajectoryWithRew]) -> np.ndarray:
     return np.array([t.rews.sum() for t in trajectories], dtype=np.float64)
 
 
-def _versions() -> Dict[str, str]:
+def versions() -> Dict[str, str]:
     names = ["stable-baselines3", "imitation", "gymnasium", "mujoco", "torch", "numpy"]
     versions = {"python": platform.python_version()}
     for name in names:
@@ -150,7 +150,7 @@ def make_demonstrations(
         "learning_curve": curve,
         "sha256": sha256,
         "command": "python -m sb3_diffusion_il.experts " + shlex.join(sys.argv[1:]),
-        "versions": _versions(),
+        "versions": versions(),
     }
     data.atomic_write_bytes(data.manifest_path(env_id, out_dir), json.dumps(manifest, indent=1).encode())
     return manifest

@@ -1,0 +1,71 @@
+"""imitation's GAIL, AIRL and BC as baselines, with the learner DiffusionScoreIL gets.
+
+imitation's adversarial trainers never relabel an off-policy learner's replay
+buffer, so SAC would train on discriminator rewards from earlier rounds. Here
+they can run with the same relabelling DiffusionScoreIL uses (`relabeled`), so
+the comparison is of the reward, not of how stale it is.
+"""
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+from imitation.algorithms import base, bc
+from imitation.algorithms.adversarial.airl import AIRL
+from imitation.algorithms.adversarial.common import AdversarialTrainer
+from imitation.algorithms.adversarial.gail import GAIL
+from imitation.rewards.reward_nets import BasicRewardNet, BasicShapedRewardNet
+from imitation.util.networks import RunningNorm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_diffusion_il import relabel
+
+ADVERSARIAL = {"gail": GAIL, "airl": AIRL}
+
+
+def make_adversarial(method: str, *, state_only: bool = True, **trainer_kwargs) -> AdversarialTrainer:
+    """imitation's GAIL or AIRL with its default reward network.
+
+    :param method: ``"gail"`` or ``"airl"``
+    :param state_only: the discriminator's reward sees states, not actions (AIRL
+        still needs expert actions for the policy's log-probabilities)
+    :param trainer_kwargs: ``AdversarialTrainer`` keyword arguments less ``reward_net``
+    """
+    if method not in ADVERSARIAL:
+        raise ValueError(f"Unknown adversarial method {method!r}: choose one of {sorted(ADVERSARIAL)}.")
+    venv: VecEnv = trainer_kwargs["venv"]
+    net_cls = BasicShapedRewardNet if method == "airl" else BasicRewardNet
+    reward_net = net_cls(
+        venv.observation_space,
+        venv.action_space,
+        use_action=not state_only,
+        normalize_input_layer=RunningNorm,
+    )
+    return ADVERSARIAL[method](reward_net=reward_net, **trainer_kwargs)
+
+
+@contextlib.contextmanager
+def relabeled(trainer: AdversarialTrainer) -> Iterator[bool]:
+    """While active, an off-policy learner samples minibatches with the current ``reward_train``.
+
+    :return: whether relabelling applies (False for on-policy learners)
+    """
+    algo = trainer.gen_algo
+    if not isinstance(algo, OffPolicyAlgorithm):
+        yield False
+        return
+    reward = relabel.reward_net_fn(trainer.reward_train, trainer.venv.action_space)
+    with relabel.relabeled_sampling(algo.replay_buffer, reward):
+        yield True
+
+
+def make_bc(venv: VecEnv, demonstrations: base.AnyTransitions, seed: int, **bc_kwargs) -> bc.BC:
+    """imitation's behavioural cloning (needs expert actions)."""
+    return bc.BC(
+        observation_space=venv.observation_space,
+        action_space=venv.action_space,
+        demonstrations=demonstrations,
+        rng=np.random.default_rng(seed),
+        **bc_kwargs,
+    )

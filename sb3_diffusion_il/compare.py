@@ -1,0 +1,214 @@
+"""The comparison harness: DiffusionScoreIL against imitation's GAIL, AIRL and BC.
+
+One *cell* is (method, task, seed, env-step budget); running it writes one JSON
+result file with the learning curve of true returns (10 evaluation episodes
+every tenth of the budget), wall-clock time and env steps per second. Cells
+already done are skipped, so results accumulate across sessions::
+
+    python -m sb3_diffusion_il.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
+
+All methods train the same SAC learner with the same settings and budget on a
+task; the adversarial ones get replay relabelling too (``variant`` records it).
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import pathlib
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import seals  # noqa: F401  (registers the seals/* tasks)
+import torch as th
+from imitation.util import logger as imit_logger
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_diffusion_il import baselines, data
+from sb3_diffusion_il.experts import versions
+from sb3_diffusion_il.tasks import get_task
+from sb3_diffusion_il.trainer import DiffusionScoreIL
+
+# Bump when a change makes earlier result files incomparable; the report
+# ignores files of another version.
+HARNESS_VERSION = 1
+METHODS = ("diffusion_score", "gail", "airl", "bc")
+# Env-step budget per task, the same for every method (what this CPU affords).
+BUDGETS: Dict[str, int] = {
+    "Pendulum-v1": 10_000,
+    "InvertedPendulum-v4": 20_000,
+    "seals/HalfCheetah-v1": 50_000,
+    "seals/Hopper-v1": 50_000,
+    "seals/Walker2d-v1": 50_000,
+}
+# The learner every method trains. The initial entropy temperature of 0.1 is
+# the reference's (SB3 starts at 1.0, which drowns small imitation rewards).
+LEARNER_KWARGS: Dict[str, Dict[str, Any]] = {
+    "Pendulum-v1": dict(learning_rate=1e-3, ent_coef="auto_0.1"),
+    "InvertedPendulum-v4": dict(learning_rate=1e-3, ent_coef="auto_0.1"),
+}
+MUJOCO_LEARNER_KWARGS = dict(learning_starts=5_000, ent_coef="auto_0.1")
+ROUND_STEPS = 1_000
+N_EVAL_POINTS = 10
+N_EVAL_EPISODES = 10
+EVAL_SEED = 100_000
+ADVERSARIAL_DEMO_BATCH = 512
+BC_EPOCHS = 100
+DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    method: str
+    env_id: str
+    seed: int
+    budget: int
+
+    def path(self, results_dir: pathlib.Path) -> pathlib.Path:
+        return results_dir / data.demo_path(self.env_id).stem / f"{self.method}-seed{self.seed}-budget{self.budget}.json"
+
+
+def check_choices(methods: Iterable[str], tasks: Iterable[str]) -> None:
+    """Raises on a method or task the harness does not know, listing the valid ones."""
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"Unknown method {method!r}: choose from {list(METHODS)}.")
+    for task in tasks:
+        if task not in BUDGETS:
+            raise ValueError(f"Unknown task {task!r}: choose from {list(BUDGETS)}.")
+
+
+def learner_kwargs(env_id: str) -> Dict[str, Any]:
+    return LEARNER_KWARGS.get(env_id, MUJOCO_LEARNER_KWARGS)
+
+
+def is_current(result: Dict[str, Any]) -> bool:
+    """Whether a result file belongs in today's table: this harness version, the task's budget."""
+    return result.get("harness_version") == HARNESS_VERSION and result.get("budget") == BUDGETS.get(
+        result.get("env_id"),
+    )
+
+
+def run_cell(cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path) -> Dict[str, Any]:
+    """Trains one method on one task and seed, writing the result file atomically."""
+    th.set_num_threads(1)  # cells run side by side, one per core
+    task = get_task(cell.env_id)
+    venv = make_vec_env(cell.env_id, n_envs=1, seed=cell.seed)
+    eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed)
+    demonstrations = data.load_demonstrations(cell.env_id)
+    logger = imit_logger.configure(log_dir / cell.path(pathlib.Path()).with_suffix(""), ["csv"])
+    curve: List[List[float]] = []
+    eval_seconds = 0.0
+
+    def evaluate(policy, steps: int) -> None:
+        nonlocal eval_seconds
+        start = time.perf_counter()
+        mean, std = evaluate_policy(policy, eval_env, n_eval_episodes=N_EVAL_EPISODES, deterministic=True)
+        curve.append([steps, float(mean), float(std)])
+        eval_seconds += time.perf_counter() - start
+
+    start = time.perf_counter()
+    if cell.method == "bc":
+        trainer = baselines.make_bc(venv, demonstrations, cell.seed, custom_logger=logger)
+        trainer.train(n_epochs=BC_EPOCHS, progress_bar=False)
+        evaluate(trainer.policy, 0)
+        variant, env_steps = f"bc, {BC_EPOCHS} epochs", 0
+    else:
+        learner = SAC("MlpPolicy", venv, seed=cell.seed, **learner_kwargs(cell.env_id))
+        common = dict(
+            demonstrations=demonstrations, venv=venv, gen_algo=learner, gen_train_timesteps=ROUND_STEPS,
+            allow_variable_horizon=not task.fixed_horizon, custom_logger=logger, log_dir=log_dir,
+        )
+        if cell.method == "diffusion_score":
+            trainer = DiffusionScoreIL(**common, seed=cell.seed)
+            context: Any = contextlib.nullcontext(True)
+            variant = "diffusion_score + SAC, relabelled replay"
+            train_kwargs = {"progress_bar": False}
+        else:
+            trainer = baselines.make_adversarial(cell.method, demo_batch_size=ADVERSARIAL_DEMO_BATCH, **common)
+            context = baselines.relabeled(trainer)
+            variant = f"{cell.method} (state-only reward) + SAC, relabelled replay"
+            train_kwargs = {}  # imitation's trainers always show their progress bar
+        evaluate(learner.policy, 0)
+        eval_every = cell.budget // N_EVAL_POINTS
+
+        def callback(round_: int) -> None:
+            if learner.num_timesteps >= len(curve) * eval_every:
+                evaluate(learner.policy, learner.num_timesteps)
+
+        with context:
+            trainer.train(cell.budget, callback=callback, **train_kwargs)
+        env_steps = learner.num_timesteps
+    wall = time.perf_counter() - start
+    result = {
+        "harness_version": HARNESS_VERSION,
+        **dataclasses.asdict(cell),
+        "variant": variant,
+        "learner": "SAC",
+        "learner_kwargs": learner_kwargs(cell.env_id) if cell.method != "bc" else None,
+        "n_eval_episodes": N_EVAL_EPISODES,
+        "curve": curve,
+        "final_return": curve[-1][1],
+        "normalized_final_return": data.normalized_return(cell.env_id, curve[-1][1]),
+        "wall_seconds": wall,
+        "env_steps_per_second": env_steps / (wall - eval_seconds) if env_steps else None,
+        "versions": versions(),
+    }
+    data.atomic_write_bytes(cell.path(results_dir), json.dumps(result, indent=1).encode())
+    return result
+
+
+def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell]:
+    """The cells with no current result file."""
+    todo = []
+    for cell in cells:
+        path = cell.path(results_dir)
+        if not (path.exists() and is_current(json.loads(path.read_text()))):
+            todo.append(cell)
+    return todo
+
+
+def run_cells(cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int) -> None:
+    """Runs cells in ``workers`` parallel processes, printing each result as it lands."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_cell, cell, results_dir, log_dir): cell for cell in cells}
+        for future in futures:
+            result = future.result()
+            print(
+                f"{result['env_id']:22s} {result['method']:16s} seed {result['seed']}: "
+                f"return {result['final_return']:9.1f} (normalised {result['normalized_final_return']:.2f}), "
+                f"{result['wall_seconds']:.0f} s",
+                flush=True,
+            )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=int, default=None, help="override the task budgets (for smoke runs)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
+    args = parser.parse_args(argv)
+    try:
+        check_choices(args.methods, args.tasks)
+    except ValueError as e:
+        parser.error(str(e))
+    cells = [
+        Cell(method, task, seed, args.budget or BUDGETS[task])
+        for seed in args.seeds for task in args.tasks for method in args.methods
+    ]
+    todo = pending_cells(cells, args.results_dir)
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
+    run_cells(todo, args.results_dir, args.log_dir, args.workers)
+
+
+if __name__ == "__main__":
+    main()
