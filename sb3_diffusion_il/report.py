@@ -1,0 +1,153 @@
+"""The comparison's table and plots, from the harness's result files.
+
+    python -m sb3_diffusion_il.report [--results-dir benchmarks/results] [--out-dir docs]
+
+Scores are normalised returns (0 random policy, 1 expert, from the bundled
+manifests); aggregates are interquartile means over seeds (and tasks) with 95%
+stratified-bootstrap confidence intervals from ``rliable``, at half and at the
+whole of each task's budget. Result files of another harness version or
+budget are listed as ignored, never mixed in.
+"""
+
+import argparse
+import json
+import pathlib
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from sb3_diffusion_il import compare, data
+
+FRACTIONS = (0.5, 1.0)
+BOOTSTRAP_REPS = 2000
+Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> result
+
+
+def load_results(results_dir: pathlib.Path) -> Tuple[Results, List[str]]:
+    """Current results by task, method and seed, and a line for each file left out."""
+    results: Results = defaultdict(lambda: defaultdict(dict))
+    ignored = []
+    for path in sorted(results_dir.glob("*/*.json")):
+        result = json.loads(path.read_text())
+        if not compare.is_current(result):
+            ignored.append(
+                f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')} "
+                f"(current: version {compare.HARNESS_VERSION}, budget {compare.BUDGETS.get(result.get('env_id'))})",
+            )
+            continue
+        results[result["env_id"]][result["method"]][result["seed"]] = result
+    return results, ignored
+
+
+def normalized_at(result: dict, fraction: float) -> float:
+    """Normalised return at the first evaluation at or past ``fraction`` of the budget.
+
+    BC takes no env steps: its one evaluation stands for every budget.
+    """
+    target = fraction * result["budget"]
+    steps, value = next(((s, v) for s, v, _ in result["curve"] if s >= target), result["curve"][-1][:2])
+    return data.normalized_return(result["env_id"], value)
+
+
+def score_matrix(results: Results, env_ids: Sequence[str], method: str, fraction: float) -> np.ndarray:
+    """Scores of shape (n_seeds, n_tasks) over the seeds every task has."""
+    seeds = sorted(set.intersection(*(set(results[e][method]) for e in env_ids)))
+    return np.array([[normalized_at(results[e][method][s], fraction) for e in env_ids] for s in seeds])
+
+
+def iqm_with_ci(matrices: Dict[str, np.ndarray]) -> Dict[str, Tuple[float, float, float]]:
+    """IQM and its 95% bootstrap interval for each method's (n_seeds, n_tasks) scores."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    point, interval = rly.get_interval_estimates(
+        matrices, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=BOOTSTRAP_REPS,
+    )
+    return {m: (float(point[m][0]), float(interval[m][0, 0]), float(interval[m][1, 0])) for m in matrices}
+
+
+def table(results: Results) -> str:
+    """Markdown: a row per task (and overall), a column per method, at each budget fraction."""
+    methods = [m for m in compare.METHODS if any(m in results[e] for e in results)]
+    tasks = [e for e in compare.BUDGETS if e in results]
+    complete = [e for e in tasks if all(results[e].get(m) for m in methods)]
+    rows = [(e, [e]) for e in tasks] + ([("overall", complete)] if len(complete) > 1 else [])
+    lines = []
+    for fraction in FRACTIONS:
+        lines += [
+            f"**Normalised return at {fraction:.0%} of the budget** (IQM over seeds, 95% CI)",
+            "",
+            "| task | budget | seeds | " + " | ".join(methods) + " |",
+            "|---|---|---|" + "---|" * len(methods),
+        ]
+        for label, env_ids in rows:
+            present = [m for m in methods if all(results[e].get(m) for e in env_ids)]
+            matrices = {m: score_matrix(results, env_ids, m, fraction) for m in present}
+            stats = iqm_with_ci(matrices)
+            cells = [
+                f"{stats[m][0]:.2f} [{stats[m][1]:.2f}, {stats[m][2]:.2f}]" if m in stats else "–" for m in methods
+            ]
+            budget = f"{int(fraction * compare.BUDGETS[label]):,}" if label in compare.BUDGETS else "–"
+            n_seeds = "/".join(str(len(matrices[m])) for m in present)
+            lines.append(f"| {label} | {budget} | {n_seeds} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(results: Results, path: pathlib.Path) -> None:
+    """Normalised-return learning curves per task: mean over seeds, shaded min to max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [e for e in compare.BUDGETS if e in results]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, env_id in zip(axes[0], tasks):
+        for method in compare.METHODS:
+            runs = list(results[env_id].get(method, {}).values())
+            if not runs:
+                continue
+            if method == "bc":
+                values = [data.normalized_return(env_id, r["final_return"]) for r in runs]
+                ax.axhline(np.mean(values), ls=":", color="gray", label=f"bc ({len(runs)} seeds)")
+                continue
+            steps = np.array([s for s, _, _ in runs[0]["curve"]])
+            curves = np.array([[data.normalized_return(env_id, v) for _, v, _ in r["curve"]] for r in runs])
+            ax.plot(steps, curves.mean(0), label=f"{method} ({len(runs)} seeds)")
+            ax.fill_between(steps, curves.min(0), curves.max(0), alpha=0.2)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(0.0, color="k", lw=0.8, ls="--")
+        ax.set(title=env_id, xlabel="env steps", ylabel="normalised return (1 = expert)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results-dir", type=pathlib.Path, default=compare.DEFAULT_RESULTS_DIR)
+    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"))
+    args = parser.parse_args(argv)
+    results, ignored = load_results(args.results_dir)
+    if not results:
+        raise SystemExit(
+            f"No current result files in {args.results_dir} ({len(ignored)} left out as outdated): "
+            "run `python -m sb3_diffusion_il.compare`.",
+        )
+    markdown = table(results)
+    if ignored:
+        markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
+    plot_curves(results, args.out_dir / "img" / "learning_curves.png")
+    data.atomic_write_bytes(args.out_dir / "results.md", (
+        "# Comparison results\n\nRegenerate with `python -m sb3_diffusion_il.report` after "
+        "`python -m sb3_diffusion_il.compare`.\n\n![learning curves](img/learning_curves.png)\n\n" + markdown
+    ).encode())
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

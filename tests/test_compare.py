@@ -1,0 +1,76 @@
+"""The comparison harness and its report: cells, skipping, outdated files, the table."""
+
+import json
+
+import pytest
+
+from sb3_diffusion_il import compare, data, report
+
+
+def fake_result(method, seed, final_return, env_id="Pendulum-v1", **overrides):
+    budget = compare.BUDGETS[env_id]
+    steps = [0, budget // 2, budget] if method != "bc" else [0]
+    curve = [[s, final_return, 1.0] for s in steps]
+    return {
+        "harness_version": compare.HARNESS_VERSION, "method": method, "env_id": env_id, "seed": seed,
+        "budget": budget, "curve": curve, "final_return": final_return, **overrides,
+    }
+
+
+def write(results_dir, result):
+    cell = compare.Cell(result["method"], result["env_id"], result["seed"], result["budget"])
+    path = cell.path(results_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return cell
+
+
+def test_unknown_method_or_task_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="diffusion_score.*gail.*airl.*bc"):
+        compare.check_choices(["dac"], ["Pendulum-v1"])
+    with pytest.raises(ValueError, match="seals/Hopper-v1"):
+        compare.check_choices(["gail"], ["Humanoid-v4"])
+    with pytest.raises(SystemExit) as e:
+        compare.main(["--methods", "dac"])
+    assert e.value.code != 0
+
+
+def test_done_cells_are_skipped_and_outdated_ones_rerun(tmp_path):
+    done = write(tmp_path, fake_result("gail", 0, -200.0))
+    old = write(tmp_path, fake_result("gail", 1, -200.0, harness_version=0))
+    todo = compare.Cell("gail", "Pendulum-v1", 2, compare.BUDGETS["Pendulum-v1"])
+    assert compare.pending_cells([done, old, todo], tmp_path) == [old, todo]
+
+
+def test_report_leaves_out_other_versions_and_budgets(tmp_path):
+    write(tmp_path, fake_result("gail", 0, -200.0))
+    write(tmp_path, fake_result("gail", 1, -200.0, harness_version=0))
+    other_budget = fake_result("gail", 2, -200.0)
+    other_budget["budget"] = 123
+    write(tmp_path, other_budget)
+    results, ignored = report.load_results(tmp_path)
+    assert list(results["Pendulum-v1"]["gail"]) == [0]
+    assert len(ignored) == 2 and any("budget 123" in line for line in ignored)
+
+
+def test_table_and_plot_from_result_files(tmp_path):
+    stats = data.expert_stats("Pendulum-v1")
+    expert, random = stats["expert_return_mean"], stats["random_return_mean"]
+    for seed in range(3):
+        write(tmp_path, fake_result("diffusion_score", seed, expert))
+        write(tmp_path, fake_result("gail", seed, random))
+        write(tmp_path, fake_result("bc", seed, random))
+    report.main(["--results-dir", str(tmp_path), "--out-dir", str(tmp_path / "docs")])
+    markdown = (tmp_path / "docs" / "results.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| Pendulum-v1 | 10,000 |"))
+    assert "| 3/3/3 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] |" in row
+    assert (tmp_path / "docs" / "img" / "learning_curves.png").stat().st_size > 1000
+
+
+def test_bc_cell_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "BC_EPOCHS", 1)
+    cell = compare.Cell("bc", "Pendulum-v1", 0, compare.BUDGETS["Pendulum-v1"])
+    result = compare.run_cell(cell, tmp_path, tmp_path / "logs")
+    assert json.loads(cell.path(tmp_path).read_text()) == json.loads(json.dumps(result))
+    assert compare.is_current(result) and result["env_steps_per_second"] is None
+    assert len(result["curve"]) == 1 and result["curve"][0][0] == 0
