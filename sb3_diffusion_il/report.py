@@ -24,13 +24,17 @@ BOOTSTRAP_REPS = 2000
 Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> result
 
 
-def load_results(results_dir: pathlib.Path) -> Tuple[Results, List[str]]:
-    """Current results by task, method and seed, and a line for each file left out."""
+def load_results(results_dir: pathlib.Path, current_only: bool = True) -> Tuple[Results, List[str]]:
+    """Results by task, method and seed, and a line for each file left out.
+
+    :param current_only: leave out files of another harness version or budget
+        (False: keep them, e.g. to plot a small live run)
+    """
     results: Results = defaultdict(lambda: defaultdict(dict))
     ignored = []
     for path in sorted(results_dir.glob("*/*.json")):
         result = json.loads(path.read_text())
-        if not compare.is_current(result):
+        if current_only and not compare.is_current(result):
             ignored.append(
                 f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')} "
                 f"(current: version {compare.HARNESS_VERSION}, budget {compare.BUDGETS.get(result.get('env_id'))})",
