@@ -17,7 +17,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -177,7 +177,7 @@ def run_cells(cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib
     """Runs cells in ``workers`` parallel processes, printing each result as it lands."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_cell, cell, results_dir, log_dir): cell for cell in cells}
-        for future in futures:
+        for future in as_completed(futures):
             result = future.result()
             print(
                 f"{result['env_id']:22s} {result['method']:16s} seed {result['seed']}: "

@@ -1,6 +1,6 @@
 """The comparison's table and plots, from the harness's result files.
 
-    python -m sb3_diffusion_il.report [--results-dir benchmarks/results] [--out-dir docs]
+    python -m sb3_diffusion_il.report [--results-dir benchmarks/results] [--out-dir docs] [--readme README.md]
 
 Scores are normalised returns (0 random policy, 1 expert, from the bundled
 manifests); aggregates are interquartile means over seeds (and tasks) with 95%
@@ -20,6 +20,7 @@ import numpy as np
 from sb3_diffusion_il import compare, data
 
 FRACTIONS = (0.5, 1.0)
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 BOOTSTRAP_REPS = 2000
 Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> result
 
@@ -131,10 +132,22 @@ def plot_curves(results: Results, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+def update_readme(readme: pathlib.Path, markdown: str) -> None:
+    """Replaces the text between the README's result markers with ``markdown``."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to put the table between.")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    data.atomic_write_bytes(readme, f"{head}{README_START}\n{markdown}\n{README_END}{tail}".encode())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results-dir", type=pathlib.Path, default=compare.DEFAULT_RESULTS_DIR)
     parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"))
+    parser.add_argument("--readme", type=pathlib.Path, default=pathlib.Path("README.md"),
+                        help="README whose results section is rewritten ('' for none)")
     args = parser.parse_args(argv)
     results, ignored = load_results(args.results_dir)
     if not results:
@@ -150,6 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "# Comparison results\n\nRegenerate with `python -m sb3_diffusion_il.report` after "
         "`python -m sb3_diffusion_il.compare`.\n\n![learning curves](img/learning_curves.png)\n\n" + markdown
     ).encode())
+    if str(args.readme):
+        update_readme(args.readme, markdown)
     print(markdown)
 
 
