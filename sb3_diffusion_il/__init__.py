@@ -1,5 +1,6 @@
 """Score-matching imitation learning (SMILING) for Stable-Baselines3 and imitation."""
 
+from sb3_diffusion_il.checkpoint import CheckpointCallback, latest_checkpoint
 from sb3_diffusion_il.cost import DiffusionScoreReward, diffusion_score_cost
 from sb3_diffusion_il.data import expert_stats, load_demonstrations, normalized_return
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -9,12 +10,14 @@ from sb3_diffusion_il.trainer import DiffusionScoreIL
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointCallback",
     "DiffusionScoreIL",
     "DiffusionScoreReward",
     "DiffusionSchedule",
     "ScoreNetwork",
     "diffusion_score_cost",
     "expert_stats",
+    "latest_checkpoint",
     "load_demonstrations",
     "normalized_return",
 ]

@@ -5,7 +5,7 @@ memory the buffer keeps a sliding window of the newest ``capacity`` rows (the
 reference keeps the newest 200k), stored as one preallocated float32 array.
 """
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch as th
@@ -44,6 +44,26 @@ class LearnerStateBuffer:
         n = min(n, len(self))
         idx = (self.pos - n + np.arange(n)) % self.capacity
         return self.rows[idx]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The rows held in storage order and the write position, for `load_state_dict`.
+
+        Storage order (not age order) is kept so that sampling after a reload
+        draws the same rows as it would have without one.
+        """
+        return {"capacity": self.capacity, "rows": th.from_numpy(self.rows[: len(self)].copy()), "pos": self.pos}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        rows = state["rows"].numpy()
+        if state["capacity"] != self.capacity or rows.shape[1] != self.rows.shape[1]:
+            raise ValueError(
+                f"The saved learner-state buffer holds {state['capacity']} rows of dimension "
+                f"{rows.shape[1]}, which does not fit this {self.capacity} x {self.rows.shape[1]} "
+                "buffer: load with the saved learner_buffer_size and conditioning.",
+            )
+        self.rows[: len(rows)] = rows
+        self.pos = state["pos"]
+        self.full = len(rows) == self.capacity
 
     def sample(self, n: int, generator: Optional[th.Generator] = None) -> th.Tensor:
         """``n`` rows drawn uniformly with replacement."""

@@ -21,15 +21,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-import numpy as np
 import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
 from imitation.util import logger as imit_logger
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from tqdm.auto import tqdm
 
-from sb3_diffusion_il import baselines, data
+from sb3_diffusion_il import baselines, commands, data
 from sb3_diffusion_il.experts import versions
 from sb3_diffusion_il.tasks import get_task
 from sb3_diffusion_il.trainer import DiffusionScoreIL
@@ -173,11 +173,16 @@ def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell
     return todo
 
 
-def run_cells(cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int) -> None:
-    """Runs cells in ``workers`` parallel processes, printing each result as it lands."""
+def run_cells(
+    cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int, progress_bar: bool = False,
+) -> None:
+    """Runs cells in ``workers`` parallel processes, printing each result as it lands.
+
+    :param progress_bar: show a progress bar over the cells
+    """
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_cell, cell, results_dir, log_dir): cell for cell in cells}
-        for future in as_completed(futures):
+        for future in tqdm(as_completed(futures), total=len(futures), desc="cells", disable=not progress_bar):
             result = future.result()
             print(
                 f"{result['env_id']:22s} {result['method']:16s} seed {result['seed']}: "
@@ -187,16 +192,21 @@ def run_cells(cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib
             )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``python -m sb3_diffusion_il.compare``, ``sb3-diffusion-il compare``)."""
+    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), help=f"default: all of {list(BUDGETS)}")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help=f"default: all of {list(METHODS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--budget", type=int, default=None, help="override the task budgets (for smoke runs)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--budget", type=commands.positive_int, default=None,
+                        help="override the task budgets (for smoke runs; the report leaves such results out)")
+    parser.add_argument("--workers", type=commands.positive_int, default=2, help="cells run side by side")
     parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
-    args = parser.parse_args(argv)
+    commands.add_progress_bar_argument(parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Runs the cells ``args`` name that have no current result file yet."""
     try:
         check_choices(args.methods, args.tasks)
     except ValueError as e:
@@ -207,7 +217,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    run_cells(todo, args.results_dir, args.log_dir, args.workers)
+    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    commands.run_standalone("python -m sb3_diffusion_il.compare", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import torch as th
 from imitation.data import rollout, types
 
 CONDITIONINGS = ("state", "state_action", "state_next_state")
+# Fewest demonstration states accepted: one state is no distribution.
+MIN_STATES = 2
 
 DEMO_DIR = pathlib.Path(__file__).parent / "demos"
 
@@ -157,6 +159,11 @@ def _check_arrays(arrays: DemonstrationArrays) -> None:
         )
     if len(arrays.obs) == 0:
         raise ValueError("No demonstrations given: the demonstrations hold 0 states.")
+    if len(arrays.obs) < MIN_STATES:
+        raise ValueError(
+            f"The demonstrations hold {len(arrays.obs)} state: a score network needs at "
+            f"least {MIN_STATES} to fit a distribution; pass more expert data.",
+        )
     if arrays.obs.ndim != 2:
         raise ValueError(
             f"Demonstration states must be vectors, got shape {arrays.obs.shape[1:]}:"
@@ -167,8 +174,12 @@ def _check_arrays(arrays: DemonstrationArrays) -> None:
         value = getattr(arrays, name)
         if value is None:
             continue
-        if not np.issubdtype(np.asarray(value).dtype, np.number):
-            raise ValueError(f"Demonstration {name} must be numeric, got {value.dtype}.")
+        dtype = np.asarray(value).dtype
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise ValueError(
+                f"Demonstration {name} must hold real numbers, got dtype {dtype}: "
+                "convert them, e.g. with `np.asarray(x, dtype=np.float32)`.",
+            )
         n_bad = int(np.size(value) - np.isfinite(value).sum())
         if n_bad:
             raise ValueError(

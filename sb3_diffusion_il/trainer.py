@@ -1,9 +1,10 @@
 """``DiffusionScoreIL``: imitation by diffusion score matching, a drop-in for GAIL/AIRL."""
 
 import contextlib
+import importlib
 import io
-import pathlib
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
 import numpy as np
@@ -20,7 +21,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import data, relabel, score_net
+from sb3_diffusion_il import checkpoint, data, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
 from sb3_diffusion_il.cost import DiffusionScoreReward, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -32,6 +33,10 @@ DEFAULT_OFF_POLICY_ROUND = 1000
 # States scored per round to log the mean cost (the divergence estimate).
 N_COST_LOG_SAMPLES = 4096
 HELDOUT_FRACTION = 0.1
+# Demonstration values beyond this, where the observation space is unbounded, draw a warning.
+HUGE_OBSERVATION = 1e6
+# Version of the `save` file layout; `load` refuses others.
+CHECKPOINT_FORMAT = 2
 
 
 class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
@@ -200,7 +205,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         else:
             self.venv_wrapped = reward_wrapper.RewardVecEnvWrapper(
                 self.venv_buffering,
-                reward_fn=self.reward_train.predict_processed,
+                reward_fn=self._env_reward,
             )
             self.gen_callback = self.venv_wrapped.make_log_callback()
         self.venv_train = self.venv_wrapped
@@ -230,6 +235,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                 f"Demonstration states have shape {arrays.obs.shape[1:]}, but venv's "
                 f"observations have shape {obs_shape}: demonstrations must come from the same task.",
             )
+        _warn_if_out_of_bounds(arrays.obs, self.venv.observation_space)
         x = th.as_tensor(arrays.features(self.conditioning), device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
@@ -284,6 +290,11 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         )
 
     # -- training ----------------------------------------------------------------------
+
+    def _env_reward(self, *transition: np.ndarray) -> np.ndarray:
+        rewards = self.reward_train.predict_processed(*transition)
+        _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
+        return rewards
 
     def _relabel(self, samples: ReplayBufferSamples) -> th.Tensor:
         rewards = self._net_reward(samples)
@@ -363,10 +374,16 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             learner_loss = self.train_learner_score()
             _check_finite(learner_loss, "learner score loss", self._global_step)
             self._log_round(learner_loss)
+            # Counted before the callback, so a checkpoint saved there records the round as done.
+            self._global_step += 1
             if callback:
                 callback(r)
-            self._global_step += 1
             self.logger.dump(self._global_step)
+
+    @property
+    def rounds_done(self) -> int:
+        """Rounds completed over this trainer's life, including those before a `load`."""
+        return self._global_step
 
     def _log_round(self, learner_loss: float) -> None:
         newest = th.as_tensor(self._last_round_features[-N_COST_LOG_SAMPLES:], device=self.gen_algo.device)
@@ -405,20 +422,32 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             seed=self.seed,
         )
 
-    def save(self, path: types.AnyPath) -> None:
-        """Writes the score networks and the trainer's settings to ``path`` atomically.
+    def save(self, path: types.AnyPath, include_learner: bool = True) -> None:
+        """Writes a checkpoint to ``path`` atomically (a temporary file, then a rename).
 
-        The learner saves itself with SB3's ``gen_algo.save``.
+        It holds the score networks and their optimiser states, the learner-state
+        buffer, the round counter, the random states (this trainer's and the
+        process-wide torch/NumPy/Python ones SB3 draws from) and, unless
+        ``include_learner=False``, the SB3 learner with its replay buffer, so that
+        `load` resumes training where it stopped. Episodes in progress are not
+        saved (SB3 cannot save environments): a resumed run starts new ones.
         """
         state = {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "settings": self._settings(),
-            "observation_space_shape": list(self.venv.observation_space.shape),
+            "spaces": _space_signature(self.venv),
             "expert_config": self.expert_score_net.config(),
             "learner_config": self.learner_score_net.config(),
             "expert_state": self.expert_score_net.state_dict(),
             "learner_state": self.learner_score_net.state_dict(),
+            "expert_opt": self._expert_opt.state_dict(),
+            "learner_opt": self._learner_opt.state_dict(),
+            "learner_buffer": self.learner_buffer.state_dict(),
+            "copy_expert_into_learner": self._copy_expert_into_learner,
             "round": self._global_step,
+            "generator": self.generator.get_state(),
+            "global_rng": checkpoint.global_rng_state(),
+            "learner": _learner_state(self.gen_algo) if include_learner else None,
         }
         buf = io.BytesIO()
         th.save(state, buf)
@@ -431,16 +460,38 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         *,
         demonstrations: data.AnyDemonstrations,
         venv: vec_env.VecEnv,
-        gen_algo: base_class.BaseAlgorithm,
+        gen_algo: Optional[base_class.BaseAlgorithm] = None,
         **kwargs: Any,
     ) -> "DiffusionScoreIL":
-        """Rebuilds a trainer saved with `save`; ``kwargs`` override saved settings."""
-        state = th.load(util.parse_path(path), map_location=gen_algo.device, weights_only=True)
-        if tuple(state["observation_space_shape"]) != venv.observation_space.shape:
+        """Rebuilds a trainer from a `save` checkpoint, ready to continue training.
+
+        :param path: the checkpoint
+        :param demonstrations: the expert data of the run (the saved expert score is
+            reused; the data is needed for logging the held-out loss)
+        :param venv: an environment of the task the checkpoint was made on
+        :param gen_algo: the learner; when None, the one saved in the checkpoint
+            (with its replay buffer) is restored on ``venv``
+        :param kwargs: override saved settings
+        """
+        path = util.parse_path(path)
+        try:
+            state = th.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable DiffusionScoreIL checkpoint ({e}).") from e
+        if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
-                f"{path} was saved for observations of shape {tuple(state['observation_space_shape'])}, "
-                f"but venv's have shape {venv.observation_space.shape}: load it with the task it was trained on.",
+                f"{path} has checkpoint format {state.get('format')}, this version reads "
+                f"format {CHECKPOINT_FORMAT}: save it again with this version of sb3-diffusion-il.",
             )
+        if state["spaces"] != _space_signature(venv):
+            raise ValueError(
+                f"{path} was saved for spaces {state['spaces']}, but venv has "
+                f"{_space_signature(venv)}: load it with the task it was trained on.",
+            )
+        if gen_algo is None:
+            if state["learner"] is None:
+                raise ValueError(f"{path} was saved without the learner: pass gen_algo.")
+            gen_algo = _restore_learner(state["learner"], venv)
         nets = []
         for name in ("expert", "learner"):
             net = ScoreNetwork(**state[f"{name}_config"])
@@ -455,8 +506,40 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             learner_score_net=nets[1],
             **settings,
         )
+        trainer._expert_opt.load_state_dict(state["expert_opt"])
+        trainer._learner_opt.load_state_dict(state["learner_opt"])
+        trainer.learner_buffer.load_state_dict(state["learner_buffer"])
+        trainer._copy_expert_into_learner = state["copy_expert_into_learner"]
         trainer._global_step = state["round"]
+        # Random states last: building the trainer above draws from them.
+        trainer.generator.set_state(state["generator"])
+        checkpoint.set_global_rng_state(state["global_rng"])
         return trainer
+
+
+def _space_signature(venv: vec_env.VecEnv) -> Dict[str, str]:
+    return {"observation_space": str(venv.observation_space), "action_space": str(venv.action_space)}
+
+
+def _learner_state(gen_algo: base_class.BaseAlgorithm) -> Dict[str, Any]:
+    """The SB3 learner as bytes of its own ``save`` (and ``save_replay_buffer``) format."""
+    model = io.BytesIO()
+    gen_algo.save(model)
+    state = {"class": f"{type(gen_algo).__module__}:{type(gen_algo).__qualname__}", "model": model.getvalue()}
+    if isinstance(gen_algo, OffPolicyAlgorithm):
+        replay = io.BytesIO()
+        gen_algo.save_replay_buffer(replay)
+        state["replay_buffer"] = replay.getvalue()
+    return state
+
+
+def _restore_learner(state: Dict[str, Any], venv: vec_env.VecEnv) -> base_class.BaseAlgorithm:
+    module, _, name = state["class"].partition(":")
+    algo_cls = getattr(importlib.import_module(module), name)
+    gen_algo = algo_cls.load(io.BytesIO(state["model"]), env=venv)
+    if "replay_buffer" in state:
+        gen_algo.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
+    return gen_algo
 
 
 def _complete_episode_returns(
@@ -469,6 +552,22 @@ def _complete_episode_returns(
     """
     finished = [t for t in trajectories if t.terminal]
     return [float(t.rews.sum()) for t, n in zip(finished, ep_lens) if len(t.acts) == n]
+
+
+def _warn_if_out_of_bounds(obs: np.ndarray, space: spaces.Box) -> None:
+    # Where the space is unbounded, "huge" stands in for its bound.
+    low = np.where(np.isfinite(space.low), space.low, -HUGE_OBSERVATION)
+    high = np.where(np.isfinite(space.high), space.high, HUGE_OBSERVATION)
+    # Relative slack: float32 rounding of values that sit on a bound.
+    outside = (obs < low - 1e-5 * (1 + np.abs(low))) | (obs > high + 1e-5 * (1 + np.abs(high)))
+    if outside.any():
+        warnings.warn(
+            f"{int(outside.sum())} demonstration state values lie outside the observation "
+            f"space's bounds or beyond +-{HUGE_OBSERVATION:g} where it has none (largest |x| = "
+            f"{float(np.abs(obs).max()):.3g}): check that they come from this task, in the "
+            "units the env reports (not normalised or rescaled).",
+            stacklevel=4,
+        )
 
 
 def _check_positive(**values: int) -> None:
