@@ -7,8 +7,9 @@ already done are skipped, so results accumulate across sessions::
 
     python -m sb3_diffusion_il.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
 
-All methods train the same SAC learner with the same settings and budget on a
-task; the adversarial ones get replay relabelling too (``variant`` records it).
+(or ``sb3-diffusion-il compare ...``). All methods train the same SAC learner
+with the same settings and budget on a task; the adversarial ones get replay
+relabelling too (``variant`` records it).
 """
 
 import argparse

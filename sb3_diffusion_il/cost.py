@@ -30,18 +30,27 @@ def diffusion_score_cost(
     x: th.Tensor,
     n_timesteps: int,
     generator: Optional[th.Generator] = None,
+    timesteps: Optional[th.Tensor] = None,
 ) -> th.Tensor:
     """Per-sample cost of raw features ``x`` (n, d), from ``n_timesteps`` stratified timesteps.
 
+    :param timesteps: fixed timesteps ``(k,)`` used for every sample instead of
+        the stratified draws (``n_timesteps`` is then ignored), e.g. the even grid
+        of a reference estimate
     :return: costs, shape ``(n,)``; lower is more expert-like
     """
     n = len(x)
-    x0 = expert.normalize(x).repeat_interleave(n_timesteps, dim=0)
-    t = schedule.stratified_timesteps(n, n_timesteps, generator).reshape(-1)
+    if timesteps is None:
+        t = schedule.stratified_timesteps(n, n_timesteps, generator)
+    else:
+        t = th.as_tensor(timesteps, device=x.device).expand(n, -1)
+    k = t.shape[1]
+    x0 = expert.normalize(x).repeat_interleave(k, dim=0)
+    t = t.reshape(-1)
     eps = th.randn(x0.shape, generator=generator, device=x0.device)
     x_t = schedule.noise(x0, t, eps)
     gap = denoising_errors(expert, x_t, t, eps) - denoising_errors(learner, x_t, t, eps)
-    return gap.reshape(n, n_timesteps).mean(dim=1)
+    return gap.reshape(n, k).mean(dim=1)
 
 
 def standardize(rewards: th.Tensor, std: float) -> th.Tensor:
@@ -86,6 +95,11 @@ class DiffusionScoreReward(RewardNet):
         self.conditioning = conditioning
         self.n_timesteps = n_timesteps
         self.generator = generator
+
+    @property
+    def evaluations_per_sample(self) -> int:
+        """Score-network evaluations spent on each sample's cost (both networks)."""
+        return 2 * self.n_timesteps
 
     def cost(self, x: th.Tensor) -> th.Tensor:
         """Per-sample cost of raw features ``x``."""

@@ -1,16 +1,15 @@
 """Train an SB3 SAC expert for a task and write its demonstrations and manifest.
 
-Run ``python -m sb3_diffusion_il.experts ENV_ID``. Training is resumable: the
-model, its replay buffer and the learning curve are checkpointed in
-``--work-dir`` after every evaluation, and a rerun continues from there.
+Run ``python -m sb3_diffusion_il.experts ENV_ID`` (or ``sb3-diffusion-il make-demos
+ENV_ID``). Training is resumable: the model, its replay buffer and the learning
+curve are checkpointed in ``--work-dir`` after every evaluation, and a rerun
+continues from there.
 """
 
 import argparse
 import json
 import pathlib
 import platform
-import shlex
-import sys
 from importlib import metadata
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -23,8 +22,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_diffusion_il import data
-from sb3_diffusion_il.tasks import get_task
+from sb3_diffusion_il import commands, data
+from sb3_diffusion_il.tasks import check_env_id, get_task
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1):
     """A VecEnv whose episodes imitation's rollout collector can record."""
@@ -68,8 +67,12 @@ def train_expert(
     seed: int,
     eval_every: int,
     sac_kwargs: Dict[str, Any],
+    progress_bar: bool = False,
 ) -> SAC:
-    """Trains (or resumes training) a SAC expert, recording its learning curve."""
+    """Trains (or resumes training) a SAC expert, recording its learning curve.
+
+    :param progress_bar: show SB3's progress bar over each stretch between evaluations
+    """
     model_path = work_dir / "expert.zip"
     buffer_path = work_dir / "replay_buffer.pkl"
     curve_path = work_dir / "curve.json"
@@ -86,7 +89,7 @@ def train_expert(
     eval_env = gym.make(env_id)
     while model.num_timesteps < total_timesteps:
         chunk = min(eval_every, total_timesteps - model.num_timesteps)
-        model.learn(chunk, reset_num_timesteps=False)
+        model.learn(chunk, reset_num_timesteps=False, progress_bar=progress_bar)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5)
         curve.append([model.num_timesteps, float(mean), float(std)])
         print(f"{env_id}: {model.num_timesteps} steps, eval return {mean:.1f} +- {std:.1f}", flush=True)
@@ -123,13 +126,27 @@ def make_demonstrations(
     n_episodes: int = 10,
     seed: int = 0,
     eval_every: Optional[int] = None,
+    progress_bar: bool = False,
+    command: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Trains the expert, records demonstrations and writes the manifest."""
+    """Trains the expert, records demonstrations and writes the manifest.
+
+    :param env_id: the task
+    :param out_dir: where the demonstrations and manifest are written
+    :param work_dir: the expert's checkpoints; training resumes from them
+    :param total_timesteps: the expert's budget (default: the task's)
+    :param n_episodes: demonstration episodes to record
+    :param seed: seed of the expert and of the recorded episodes
+    :param eval_every: env steps between evaluations (default: the task's)
+    :param progress_bar: show SB3's progress bar while the expert trains
+    :param command: the command line that made them, recorded in the manifest
+    :return: the manifest
+    """
     task = get_task(env_id)
     total_timesteps = total_timesteps or task.expert_timesteps
     eval_every = eval_every or task.eval_every
     sac_kwargs = dict(task.expert_sac_kwargs)
-    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, sac_kwargs)
+    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, sac_kwargs, progress_bar)
     expert = record(model, env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
     sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
@@ -149,31 +166,47 @@ def make_demonstrations(
         "seed": seed,
         "learning_curve": curve,
         "sha256": sha256,
-        "command": "python -m sb3_diffusion_il.experts " + shlex.join(sys.argv[1:]),
+        "command": command,
         "versions": versions(),
     }
     data.atomic_write_bytes(data.manifest_path(env_id, out_dir), json.dumps(manifest, indent=1).encode())
     return manifest
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("env_id")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=data.DEMO_DIR)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``python -m sb3_diffusion_il.experts``, ``sb3-diffusion-il make-demos``)."""
+    parser.add_argument("env_id", help="gymnasium task id, e.g. Pendulum-v1 or seals/Hopper-v1")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=data.DEMO_DIR,
+                        help="where the demonstrations (.npz) and manifest (.json) go (default: the package's)")
     parser.add_argument("--work-dir", type=pathlib.Path, default=None, help="checkpoints (default: experts/ENV)")
-    parser.add_argument("--timesteps", type=int, default=None)
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--timesteps", type=commands.positive_int, default=None,
+                        help="the expert's SAC budget in env steps (default: the task's)")
+    parser.add_argument("--episodes", type=commands.positive_int, default=10, help="demonstration episodes to record")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
-    args = parser.parse_args(argv)
+    parser.add_argument("--eval-every", type=commands.positive_int, default=None, help="env steps between evaluations")
+    commands.add_progress_bar_argument(parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Trains (or resumes) the expert and writes its demonstrations, as ``args`` say."""
+    try:
+        check_env_id(args.env_id)
+    except ValueError as e:
+        parser.error(str(e))
     work_dir = args.work_dir or pathlib.Path("experts") / data.demo_path(args.env_id).stem
     manifest = make_demonstrations(
         args.env_id, args.out_dir, work_dir, args.timesteps, args.episodes, args.seed, args.eval_every,
+        args.progress_bar, args.command_line,
     )
     print(
         f"{args.env_id}: expert {manifest['expert_return_mean']:.1f} +- {manifest['expert_return_std']:.1f}, "
-        f"random {manifest['random_return_mean']:.1f} +- {manifest['random_return_std']:.1f}",
+        f"random {manifest['random_return_mean']:.1f} +- {manifest['random_return_std']:.1f}; "
+        f"demonstrations in {data.demo_path(args.env_id, args.out_dir)}",
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    commands.run_standalone("python -m sb3_diffusion_il.experts", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
     python -m sb3_diffusion_il.report [--results-dir benchmarks/results] [--out-dir docs] [--readme README.md]
 
+(or ``sb3-diffusion-il plot``). It writes ``OUT_DIR/results.md`` (the table,
+which the docs' Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``,
+and the table between the README's result markers.
+
 Scores are normalised returns (0 random policy, 1 expert, from the bundled
 manifests); aggregates are interquartile means over seeds (and tasks) with 95%
 stratified-bootstrap confidence intervals from ``rliable``, at half and at the
@@ -17,11 +21,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sb3_diffusion_il import compare, data
+from sb3_diffusion_il import commands, compare, data
 
 FRACTIONS = (0.5, 1.0)
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 BOOTSTRAP_REPS = 2000
+# results.md is the part of the docs' Benchmarks page (docs/benchmarks.md) that
+# the results decide; the page includes it and says how the numbers are made.
+RESULTS_PAGE_HEAD = (
+    "<!-- Written by `python -m sb3_diffusion_il.report`; docs/benchmarks.md includes it. -->\n\n"
+    "![learning curves](img/learning_curves.png)\n\n"
+)
 Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> result
 
 
@@ -142,13 +152,20 @@ def update_readme(readme: pathlib.Path, markdown: str) -> None:
     data.atomic_write_bytes(readme, f"{head}{README_START}\n{markdown}\n{README_END}{tail}".encode())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``python -m sb3_diffusion_il.report``, ``sb3-diffusion-il plot``)."""
     parser.add_argument("--results-dir", type=pathlib.Path, default=compare.DEFAULT_RESULTS_DIR)
-    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"))
-    parser.add_argument("--readme", type=pathlib.Path, default=pathlib.Path("README.md"),
-                        help="README whose results section is rewritten ('' for none)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"),
+                        help="where results.md and img/learning_curves.png go")
+    # A str, not a Path: Path("") is "." and could not say "none".
+    parser.add_argument("--readme", default="README.md", help="README whose results section is rewritten ('' for none)")
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Writes the table and plots from the result files ``args`` point to."""
+    readme = pathlib.Path(args.readme) if args.readme else None
+    if readme and not readme.is_file():
+        parser.error(f"no README at {args.readme}: name one with --readme, or pass --readme '' for none")
     results, ignored = load_results(args.results_dir)
     if not results:
         raise SystemExit(
@@ -159,13 +176,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if ignored:
         markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
     plot_curves(results, args.out_dir / "img" / "learning_curves.png")
-    data.atomic_write_bytes(args.out_dir / "results.md", (
-        "# Comparison results\n\nRegenerate with `python -m sb3_diffusion_il.report` after "
-        "`python -m sb3_diffusion_il.compare`.\n\n![learning curves](img/learning_curves.png)\n\n" + markdown
-    ).encode())
-    if str(args.readme):
-        update_readme(args.readme, markdown)
+    data.atomic_write_bytes(args.out_dir / "results.md", (RESULTS_PAGE_HEAD + markdown).encode())
+    if readme:
+        update_readme(readme, markdown)
     print(markdown)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    commands.run_standalone("python -m sb3_diffusion_il.report", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -54,3 +54,11 @@ def get_task(env_id: str) -> Task:
         import seals  # noqa: F401  (registers the seals/* ids)
     gym.spec(env_id)  # an unknown id raises gymnasium's error, listing close names
     return Task(env_id, 1_000_000, fixed_horizon=False)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raises ValueError, with gymnasium's hint at close names, unless ``env_id`` is a registered task."""
+    try:
+        get_task(env_id)
+    except gym.error.Error as e:
+        raise ValueError(f"unknown task {env_id!r}: {e}") from None

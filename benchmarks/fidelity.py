@@ -1,0 +1,101 @@
+"""Fidelity of the production cost estimator against the reference one.
+
+    python benchmarks/fidelity.py [--env Pendulum-v1] [--states 4096]
+
+The reference scores each state at 500 timesteps on an even grid of [0, T),
+one noise draw each, through both score networks. The production estimator is
+``DiffusionScoreReward.cost`` with the trainer's default settings. For one
+fixed pair of trained score networks (the expert's fitted on the bundled
+demonstrations, the learner's on a random policy's states, as in the first
+rounds of training) and learner states from the random policy, this prints
+the Spearman rank correlation of per-state costs, the relative error of the
+batch mean, and the network evaluations per state of each, and writes them to
+``benchmarks/results/fidelity-<env>.json``.
+"""
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+import torch as th
+from imitation.data import rollout
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations, score_net
+from sb3_diffusion_il.cost import diffusion_score_cost
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+REFERENCE_TIMESTEPS = 500
+LEARNER_FIT_STEPS = 2000
+
+
+def spearman(a: th.Tensor, b: th.Tensor) -> float:
+    """Rank correlation (no ties expected among continuous costs)."""
+    ranks = [x.argsort().argsort().double() for x in (a, b)]
+    ranks = [r - r.mean() for r in ranks]
+    return float((ranks[0] * ranks[1]).sum() / (ranks[0].norm() * ranks[1].norm()))
+
+
+def random_policy_states(env_id: str, n: int, seed: int) -> np.ndarray:
+    venv = make_vec_env(env_id, n_envs=1, seed=seed)
+    trajectories = rollout.generate_trajectories(
+        None, venv, rollout.make_sample_until(min_timesteps=n), rng=np.random.default_rng(seed),
+    )
+    return np.concatenate([t.obs[1:] for t in trajectories]).astype(np.float32)
+
+
+def trained_pair(env_id: str, learner_states: np.ndarray) -> DiffusionScoreIL:
+    """A trainer whose expert score is fitted on the demonstrations and learner score on ``learner_states``."""
+    venv = make_vec_env(env_id, n_envs=1, seed=0)
+    trainer = DiffusionScoreIL(
+        demonstrations=load_demonstrations(env_id), venv=venv, gen_algo=SAC("MlpPolicy", venv), seed=0,
+    )
+    trainer.pretrain_expert(progress_bar=False)
+    trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
+    x = th.as_tensor(learner_states)
+    score_net.fit(
+        trainer.learner_score_net, trainer.schedule, lambda n: x[th.randint(0, len(x), (n,))],
+        trainer._learner_opt, LEARNER_FIT_STEPS, trainer.demo_batch_size,
+    )
+    return trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1", help="a task with bundled demonstrations")
+    parser.add_argument("--states", type=int, default=4096)
+    args = parser.parse_args()
+    th.manual_seed(0)
+
+    states = random_policy_states(args.env, 4 * args.states, seed=0)
+    trainer = trained_pair(args.env, states)
+    rng = np.random.default_rng(1)
+    x = th.as_tensor(states[rng.choice(len(states), args.states, replace=False)])
+    reward = trainer.reward_train
+    schedule = trainer.schedule
+    grid = th.arange(REFERENCE_TIMESTEPS) * (schedule.n_steps // REFERENCE_TIMESTEPS)
+    with th.inference_mode():
+        reference = diffusion_score_cost(
+            reward.expert, reward.learner, schedule, x, REFERENCE_TIMESTEPS, th.Generator().manual_seed(2), grid,
+        )
+        reward.generator.manual_seed(3)
+        production = reward.cost(x)
+    result = {
+        "env_id": args.env,
+        "states": args.states,
+        "spearman": spearman(production, reference),
+        "mean_relative_error": float(abs(production.mean() - reference.mean()) / abs(reference.mean())),
+        "reference_mean_cost": float(reference.mean()),
+        "production_mean_cost": float(production.mean()),
+        "evaluations_per_state": {"reference": 2 * REFERENCE_TIMESTEPS, "production": reward.evaluations_per_sample},
+        "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states}",
+    }
+    print(json.dumps(result, indent=1))
+    slug = data.demo_path(args.env).stem
+    data.atomic_write_bytes(RESULTS / f"fidelity-{slug}.json", json.dumps(result, indent=1).encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The sb3-diffusion-il command: train an imitator, evaluate it, make demonstrations, compare methods.
+
+    sb3-diffusion-il train Pendulum-v1 --algo sac --timesteps 8000 --output runs/pendulum
+    sb3-diffusion-il evaluate runs/pendulum
+    sb3-diffusion-il make-demos Pendulum-v1 --out-dir demos
+    sb3-diffusion-il compare --tasks Pendulum-v1 --seeds 0 1 2
+    sb3-diffusion-il plot
+
+Run `sb3-diffusion-il COMMAND --help` for the options of a command.
+"""
+
+import argparse
+import functools
+import json
+import pathlib
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+
+from imitation.data import types
+from imitation.util import logger as imit_logger
+from sb3_contrib import TQC
+from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+import sb3_diffusion_il
+from sb3_diffusion_il import commands, compare, data, experts, report, tasks
+from sb3_diffusion_il.trainer import DiffusionScoreIL
+
+PROG = "sb3-diffusion-il"
+ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "ppo": PPO}
+# Learners whose entropy temperature the reference starts at 0.1 (see compare.LEARNER_KWARGS).
+ENTROPY_ALGOS = ("sac", "tqc")
+POLICY_FILE, TRAINER_FILE, RUN_FILE = "policy.zip", "trainer.pt", "run.json"
+EVAL_SEED = 10_000  # evaluation episodes never share seeds with training ones
+
+TRAIN_DOC = """Train an SB3 learner by DiffusionScoreIL from expert demonstrations.
+
+DEMONSTRATIONS is a task with bundled demonstrations (Pendulum-v1,
+InvertedPendulum-v4) or a demonstration file written by `make-demos` (its
+manifest beside it names the task; otherwise pass --env). The output folder
+gets the learner (policy.zip, SB3's format), the score networks (trainer.pt,
+for DiffusionScoreIL.load), run.json (settings and the final evaluation) and
+logs/ (progress.csv; TensorBoard events with --tensorboard).
+
+    sb3-diffusion-il train Pendulum-v1 --timesteps 8000 --output runs/pendulum
+"""
+
+EVALUATE_DOC = """Report the true return of a saved learner over a number of episodes.
+
+POLICY is a run folder written by `train` or a learner's .zip; the task and the
+algorithm are read from the run's run.json unless --task/--algo are given.
+
+    sb3-diffusion-il evaluate runs/pendulum --episodes 20
+"""
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """Expert trajectories and the task they come from.
+
+    :param env_id: the gymnasium task
+    :param trajectories: the expert's episodes
+    :param manifest: the expert's record (expert and random returns), when there is one
+    """
+
+    env_id: str
+    trajectories: List[types.TrajectoryWithRew]
+    manifest: Optional[Dict[str, Any]]
+
+
+def resolve_demonstrations(source: str, env_id: Optional[str] = None) -> Demonstrations:
+    """A bundled task's demonstrations, or a file written by `data.save_trajectories`.
+
+    :param source: a task id with bundled demonstrations, or a path to a ``.npz`` file
+    :param env_id: the task of a file without a manifest beside it (overrides the manifest's)
+    :raises ValueError: with a message for the user, when the source is unusable
+    """
+    path = pathlib.Path(source)
+    if path.is_file():
+        manifest_file = path.with_suffix(".json")
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+        env_id = env_id or (manifest or {}).get("env_id")
+        if env_id is None:
+            raise ValueError(f"{path} has no manifest ({manifest_file.name}) naming its task: pass --env ENV_ID")
+        tasks.check_env_id(env_id)
+        trajectories = data.read_trajectories(path, manifest["sha256"] if manifest else None)
+        # The manifest's returns describe its own task, not one --env names instead.
+        same_task = manifest is not None and manifest.get("env_id") == env_id
+        return Demonstrations(env_id, trajectories, manifest if same_task else None)
+    if path.suffix == ".npz":
+        raise ValueError(f"no demonstration file {path}")
+    if env_id is not None:
+        raise ValueError(f"--env is for a demonstration file; {source!r} names its task itself")
+    tasks.check_env_id(source)
+    return Demonstrations(source, data.load_demonstrations(source), data.expert_stats(source))
+
+
+def learner_kwargs(algo: str, env_id: str) -> Dict[str, Any]:
+    """The comparison harness's learner settings for ``env_id``, less those ``algo`` lacks.
+
+    On-policy PPO keeps SB3's defaults; TD3 and DDPG have no entropy temperature.
+    """
+    if not issubclass(ALGOS[algo], OffPolicyAlgorithm):
+        return {}
+    kwargs = dict(compare.learner_kwargs(env_id))
+    if algo not in ENTROPY_ALGOS:
+        kwargs.pop("ent_coef", None)
+    return kwargs
+
+
+def evaluation_env(env_id: str, seed: int) -> VecEnv:
+    """The task's env for evaluation episodes, seeded apart from training."""
+    return make_vec_env(env_id, n_envs=1, seed=EVAL_SEED + seed)
+
+
+def true_return(model: BaseAlgorithm, env: VecEnv, n_episodes: int) -> Tuple[float, float]:
+    """Mean and standard deviation of the deterministic policy's true return; closes ``env``."""
+    mean, std = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
+    env.close()
+    return float(mean), float(std)
+
+
+def describe_return(
+    env_id: str, mean: float, std: float, n_episodes: int, reference: Optional[Dict[str, Any]],
+) -> str:
+    """One line: the return and, when the expert's and a random policy's are known, its normalised value."""
+    line = f"{env_id}: true return {mean:.1f} +- {std:.1f} over {n_episodes} episodes"
+    if reference:
+        expert, random = reference["expert_return_mean"], reference["random_return_mean"]
+        line += f" (normalised {(mean - random) / (expert - random):.2f}; 0 random, 1 expert)"
+    return line
+
+
+# -- train ------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``sb3-diffusion-il train``."""
+    parser.add_argument("demonstrations", metavar="DEMONSTRATIONS",
+                        help="a task with bundled demonstrations, or a .npz demonstration file")
+    parser.add_argument("--env", default=None, help="the task of a demonstration file without a manifest")
+    parser.add_argument("--algo", choices=sorted(ALGOS), default="sac", help="the SB3 learner (default: sac)")
+    parser.add_argument("--timesteps", type=commands.positive_int, default=8000,
+                        help="learner env steps (default: 8000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/train"),
+                        help="output folder (default: runs/train)")
+    parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to OUTPUT/logs")
+    parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default="state",
+                        help="what is diffused (default: state, which needs no expert actions)")
+    parser.add_argument("--round-steps", type=commands.positive_int, default=None,
+                        help="learner env steps per round (default: 1000 off-policy, one rollout for PPO)")
+    parser.add_argument("--expert-fit-steps", type=commands.positive_int, default=10_000,
+                        help="gradient steps of the expert score network (default: 10000)")
+    parser.add_argument("--eval-episodes", type=commands.non_negative_int, default=10,
+                        help="true-return episodes after training (default: 10; 0: none)")
+    commands.add_progress_bar_argument(parser)
+
+
+def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Trains, saves the learner and the trainer, evaluates, and writes run.json."""
+    try:
+        demos = resolve_demonstrations(args.demonstrations, args.env)
+    except ValueError as e:
+        parser.error(str(e))
+    venv = make_vec_env(demos.env_id, n_envs=1, seed=args.seed)
+    kwargs = learner_kwargs(args.algo, demos.env_id)
+    learner = ALGOS[args.algo]("MlpPolicy", venv, seed=args.seed, **kwargs)
+    log_formats = ["csv", "tensorboard"] if args.tensorboard else ["csv"]
+    try:
+        trainer = DiffusionScoreIL(
+            demonstrations=demos.trajectories,
+            venv=venv,
+            gen_algo=learner,
+            conditioning=args.conditioning,
+            expert_fit_steps=args.expert_fit_steps,
+            gen_train_timesteps=args.round_steps,
+            custom_logger=imit_logger.configure(args.output / "logs", log_formats),
+            log_dir=args.output / "logs",
+            init_tensorboard=args.tensorboard,
+            allow_variable_horizon=not tasks.get_task(demos.env_id).fixed_horizon,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    if args.timesteps < trainer.gen_train_timesteps:
+        parser.error(
+            f"--timesteps {args.timesteps} is less than one round of {trainer.gen_train_timesteps} "
+            "env steps: raise --timesteps or lower --round-steps",
+        )
+    trainer.train(args.timesteps, progress_bar=args.progress_bar)
+    learner.save(args.output / POLICY_FILE)
+    trainer.save(args.output / TRAINER_FILE)
+    record = {
+        "env_id": demos.env_id,
+        "algo": args.algo,
+        "demonstrations": args.demonstrations,
+        "timesteps": learner.num_timesteps,
+        "seed": args.seed,
+        "learner_kwargs": kwargs,
+        "reference_returns": demos.manifest and {
+            key: demos.manifest[key] for key in ("expert_return_mean", "random_return_mean")
+        },
+        "command": args.command_line,
+        "version": sb3_diffusion_il.__version__,
+    }
+    print(f"Saved the learner to {args.output / POLICY_FILE} and the trainer to {args.output / TRAINER_FILE}")
+    if args.eval_episodes:
+        mean, std = true_return(learner, evaluation_env(demos.env_id, args.seed), args.eval_episodes)
+        record.update(eval_return_mean=mean, eval_return_std=std, eval_episodes=args.eval_episodes)
+        print(describe_return(demos.env_id, mean, std, args.eval_episodes, record["reference_returns"]))
+    data.atomic_write_bytes(args.output / RUN_FILE, json.dumps(record, indent=1).encode())
+
+
+# -- evaluate ---------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``sb3-diffusion-il evaluate``."""
+    parser.add_argument("policy", type=pathlib.Path, metavar="POLICY", help="a run folder or a learner's .zip")
+    parser.add_argument("--task", default=None, help="the task to evaluate on (default: the run's)")
+    parser.add_argument("--algo", choices=sorted(ALGOS), default=None,
+                        help="the learner's algorithm (default: the run's)")
+    parser.add_argument("--episodes", type=commands.positive_int, default=10, help="default: 10")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+
+
+def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Loads the learner and prints its true return."""
+    zip_path = args.policy / POLICY_FILE if args.policy.is_dir() else args.policy
+    if not zip_path.is_file():
+        parser.error(f"no saved learner at {zip_path}")
+    run_file = zip_path.parent / RUN_FILE
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    env_id, algo = args.task or run.get("env_id"), args.algo or run.get("algo")
+    if env_id is None or algo is None:
+        parser.error(f"{zip_path} has no {RUN_FILE} beside it: pass --task and --algo")
+    try:
+        tasks.check_env_id(env_id)
+    except ValueError as e:
+        parser.error(str(e))
+    model = ALGOS[algo].load(zip_path, device="cpu")
+    env = evaluation_env(env_id, args.seed)
+    if (model.observation_space, model.action_space) != (env.observation_space, env.action_space):
+        parser.error(
+            f"the learner at {zip_path} acts in other spaces than {env_id}'s: pass the task it was trained on",
+        )
+    mean, std = true_return(model, env, args.episodes)
+    if env_id == run.get("env_id"):
+        reference = run.get("reference_returns")
+    else:
+        reference = data.expert_stats(env_id) if env_id in data.bundled_env_ids() else None
+    print(describe_return(env_id, mean, std, args.episodes, reference))
+
+
+# -- the command ------------------------------------------------------------------------
+
+# name: (description, add_arguments, run). The last three reuse the modules' own commands.
+COMMANDS: Dict[str, Tuple[str, commands.AddArguments, commands.Run]] = {
+    "train": (TRAIN_DOC, add_train_arguments, run_train),
+    "evaluate": (EVALUATE_DOC, add_evaluate_arguments, run_evaluate),
+    "make-demos": (experts.__doc__, experts.add_arguments, experts.run),
+    "compare": (compare.__doc__, compare.add_arguments, compare.run),
+    "plot": (report.__doc__, report.add_arguments, report.run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``sb3-diffusion-il`` and its subcommands; ``args.run(args)`` runs the one parsed."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {sb3_diffusion_il.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (description, add_arguments, run) in COMMANDS.items():
+        sub = subparsers.add_parser(
+            name,
+            help=description.strip().splitlines()[0],
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(sub)
+        sub.set_defaults(run=functools.partial(run, parser=sub))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of the ``sb3-diffusion-il`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = commands.command_line(PROG, argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

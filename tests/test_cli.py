@@ -1,0 +1,146 @@
+"""The ``sb3-diffusion-il`` command: each subcommand end to end on a tiny budget, and its errors.
+
+End-to-end runs go through a subprocess, as a user's shell would; argument
+errors run in-process (they stop before any work) and must end in exit status
+2 with one error line, never a traceback.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_diffusion_il import DiffusionScoreIL, cli, load_demonstrations
+
+# A round of 200 env steps and a 20-step expert fit: seconds, not minutes.
+TINY_TRAIN = ["--timesteps", "200", "--round-steps", "200", "--expert-fit-steps", "20", "--eval-episodes", "1"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Runs ``sb3-diffusion-il ARGS`` (through the module, whatever the PATH), failing on a non-zero exit.
+
+    Its stderr is a pipe, not a terminal, so no progress bars are drawn.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_diffusion_il.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_console_script_is_registered():
+    scripts = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
+    assert scripts.get("sb3-diffusion-il") == "sb3_diffusion_il.cli:main"
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in cli.COMMANDS)])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {' '.join(['sb3-diffusion-il', *command])}")
+    if not command:
+        assert all(name in out for name in cli.COMMANDS)
+
+
+def test_train_then_evaluate(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "Pendulum-v1", *TINY_TRAIN, "--output", str(out), "--tensorboard")
+    assert "Pendulum-v1: true return" in result.stdout and "normalised" in result.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["env_id"] == "Pendulum-v1" and run["algo"] == "sac" and run["timesteps"] == 200
+    assert run["command"].startswith("sb3-diffusion-il train Pendulum-v1")
+    assert (out / "logs" / "progress.csv").stat().st_size > 0
+    assert list((out / "logs").glob("events.out.tfevents.*")), "no TensorBoard events"
+
+    # What train saved loads as the docs say.
+    venv = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    learner = SAC.load(out / "policy.zip", env=venv)
+    trainer = DiffusionScoreIL.load(
+        out / "trainer.pt", demonstrations=load_demonstrations("Pendulum-v1"), venv=venv, gen_algo=learner,
+    )
+    assert trainer.expert_score_net.is_fitted
+
+    result = run_cli("evaluate", str(out), "--episodes", "2")
+    assert result.stdout.startswith("Pendulum-v1: true return") and "over 2 episodes" in result.stdout
+
+
+def test_make_demos_then_train_from_the_file(tmp_path):
+    demos = tmp_path / "demos"
+    run_cli(
+        "make-demos", "Pendulum-v1", "--timesteps", "200", "--eval-every", "200", "--episodes", "2",
+        "--out-dir", str(demos), "--work-dir", str(tmp_path / "work"),
+    )
+    manifest = json.loads((demos / "Pendulum-v1.json").read_text())
+    assert manifest["n_episodes"] == 2 and manifest["expert_timesteps"] == 200
+    assert manifest["command"].startswith("sb3-diffusion-il make-demos Pendulum-v1")
+
+    out = tmp_path / "run"
+    result = run_cli("train", str(demos / "Pendulum-v1.npz"), "--algo", "td3", *TINY_TRAIN, "--output", str(out))
+    assert "Pendulum-v1: true return" in result.stdout
+    assert json.loads((out / "run.json").read_text())["algo"] == "td3"
+
+
+def test_compare_then_plot(tmp_path):
+    results = tmp_path / "results"
+    run_cli(
+        "compare", "--tasks", "Pendulum-v1", "--methods", "bc", "--seeds", "0", "--workers", "1",
+        "--results-dir", str(results), "--log-dir", str(tmp_path / "logs"),
+    )
+    assert (results / "Pendulum-v1" / f"bc-seed0-budget{cli.compare.BUDGETS['Pendulum-v1']}.json").is_file()
+    again = run_cli("compare", "--tasks", "Pendulum-v1", "--methods", "bc", "--seeds", "0", "--workers", "1",
+                    "--results-dir", str(results), "--log-dir", str(tmp_path / "logs"))
+    assert "1 of 1 cells already done; running 0." in again.stdout
+
+    docs = tmp_path / "docs"
+    run_cli("plot", "--results-dir", str(results), "--out-dir", str(docs), "--readme", "")
+    assert "| Pendulum-v1 | 10,000 | 1 |" in (docs / "results.md").read_text()
+    assert (docs / "img" / "learning_curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "Foo-v0"], "unknown task 'Foo-v0'"),
+        (["train", "Pendulum-v1", "--algo", "a2c"], "invalid choice: 'a2c'"),
+        (["train", "missing.npz"], "no demonstration file missing.npz"),
+        (["train", "Pendulum-v1", "--timesteps", "0"], "argument --timesteps: 0 is not positive"),
+        (["train", "Pendulum-v1", "--timesteps", "many"], "argument --timesteps: 'many' is not an integer"),
+        (["train", "Pendulum-v1", "--timesteps", "500"], "less than one round of 1000 env steps"),
+        (["train", "Pendulum-v1", "--env", "Pendulum-v1"], "--env is for a demonstration file"),
+        (["evaluate", "missing-run"], "no saved learner at missing-run"),
+        (["evaluate", "policy.zip", "--episodes", "-3"], "argument --episodes: -3 is not positive"),
+        (["make-demos", "Foo-v0"], "unknown task 'Foo-v0'"),
+        (["make-demos", "Pendulum-v1", "--timesteps", "-1"], "argument --timesteps: -1 is not positive"),
+        (["compare", "--methods", "dac"], "Unknown method 'dac'"),
+        (["compare", "--workers", "0"], "argument --workers: 0 is not positive"),
+        (["plot", "--readme", "missing.md"], "no README at missing.md"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_give_one_error_line(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("sb3-diffusion-il") and message in errors[0], errors
+
+
+def test_bad_argument_in_a_shell_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_diffusion_il.cli", "train", "Foo-v0"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "sb3-diffusion-il train: error: unknown task 'Foo-v0': Environment `Foo` doesn't exist."
+    )
