@@ -28,6 +28,7 @@ from imitation.util import logger as imit_logger
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
 from sb3_diffusion_il import baselines, commands, data
@@ -98,6 +99,8 @@ def is_current(result: Dict[str, Any]) -> bool:
 def run_cell(cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path) -> Dict[str, Any]:
     """Trains one method on one task and seed, writing the result file atomically."""
     th.set_num_threads(1)  # cells run side by side, one per core
+    # BC's policy and the adversarial reward nets draw from the process-wide RNGs.
+    set_random_seed(cell.seed)
     task = get_task(cell.env_id)
     venv = make_vec_env(cell.env_id, n_envs=1, seed=cell.seed)
     eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed)

@@ -173,6 +173,11 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if not self.expert_score_net.is_fitted:
             mean, std = self.expert_data.mean(0), self.expert_data.std(0)
             self.expert_score_net.set_normalization(mean.cpu().numpy(), std.cpu().numpy())
+        if not self.learner_score_net.is_fitted:
+            # The cost feeds both networks expert-normalised features, so both fit in that space.
+            self.learner_score_net.set_normalization(
+                self.expert_score_net.mean.cpu().numpy(), self.expert_score_net.std.cpu().numpy(),
+            )
         self._copy_expert_into_learner = learner_score_net is None
         self.schedule = DiffusionSchedule(diffusion_steps).to(gen_algo.device)
         self.score_opt_cls = score_opt_cls

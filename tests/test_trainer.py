@@ -12,7 +12,7 @@ from stable_baselines3 import DDPG, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_diffusion_il import DiffusionScoreIL
+from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
@@ -248,3 +248,11 @@ def test_pretrained_expert_is_reused_across_runs(venv, sac, pendulum_states):
     steps = second.expert_score_net.fitted_steps.item()
     second.train(200, progress_bar=False)
     assert second.expert_score_net.fitted_steps.item() == steps
+
+
+def test_given_learner_score_net_fits_in_the_experts_normalisation(venv, sac, pendulum_states):
+    learner_net = ScoreNetwork(3)
+    trainer = make_trainer(venv, sac, pendulum_states, learner_score_net=learner_net)
+    assert th.equal(learner_net.mean, trainer.expert_score_net.mean)
+    assert th.equal(learner_net.std, trainer.expert_score_net.std)
+    assert not th.equal(learner_net.mean, th.zeros(3))
