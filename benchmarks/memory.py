@@ -21,18 +21,12 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
+from common import rss_mib
+
 from sb3_diffusion_il import DiffusionScoreIL, data
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "memory.json"
 SCORED_STATES = 4096
-
-
-def rss_mib() -> float:
-    """Resident memory of this process (Linux ``/proc``)."""
-    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status: this benchmark needs Linux.")
 
 
 def main() -> None:

@@ -18,18 +18,12 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
+from common import rss_mib
+
 from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "soak.json"
 WATCHED = ("diffusion/cost_learner", "diffusion/cost_expert", "diffusion/learner_loss", "diffusion/relabel_cost_mean")
-
-
-def rss_mib() -> float:
-    """Resident memory of this process (Linux ``/proc``)."""
-    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status: this benchmark needs Linux.")
 
 
 def main() -> None:
