@@ -4,7 +4,8 @@
 
 (or ``sb3-diffusion-il plot``). It writes ``OUT_DIR/results.md`` (the table,
 which the docs' Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``,
-and the table between the README's result markers.
+and the tables between the README's markers: the comparison (``results``)
+and the bundled experts' returns from their manifests (``demos``).
 
 Scores are normalised returns (0 random policy, 1 expert, from the bundled
 manifests); aggregates are interquartile means over seeds (and tasks) with 95%
@@ -21,10 +22,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sb3_diffusion_il import commands, compare, data
+from sb3_diffusion_il import commands, compare, data, tasks
 
 FRACTIONS = (0.5, 1.0)
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+# The README's generated sections: the text between <!-- NAME:start --> and <!-- NAME:end -->.
+README_SECTIONS = ("results", "demos")
 BOOTSTRAP_REPS = 2000
 # results.md is the part of the docs' Benchmarks page (docs/benchmarks.md) that
 # the results decide; the page includes it and says how the numbers are made.
@@ -142,14 +144,29 @@ def plot_curves(results: Results, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def update_readme(readme: pathlib.Path, markdown: str) -> None:
-    """Replaces the text between the README's result markers with ``markdown``."""
+def demos_table() -> str:
+    """The bundled experts: returns over their demonstration episodes, a random policy's, budgets."""
+    rows = ["| task | expert return | random return | expert budget |", "|---|---|---|---|"]
+    bundled = set(data.bundled_env_ids())
+    for env_id in [e for e in tasks.TASKS if e in bundled]:
+        s = data.expert_stats(env_id)
+        rows.append(
+            f"| {env_id} | {s['expert_return_mean']:.1f} ± {s['expert_return_std']:.1f} "
+            f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} "
+            f"| {s['expert_timesteps'] // 1000}k SAC steps |",
+        )
+    return "\n".join(rows) + "\n"
+
+
+def update_readme(readme: pathlib.Path, markdown: str, section: str = "results") -> None:
+    """Replaces the text between the README's markers of ``section`` with ``markdown``."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to put the table between.")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    data.atomic_write_bytes(readme, f"{head}{README_START}\n{markdown}\n{README_END}{tail}".encode())
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} markers to put the table between.")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    data.atomic_write_bytes(readme, f"{head}{start}\n{markdown}\n{end}{tail}".encode())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +195,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     plot_curves(results, args.out_dir / "img" / "learning_curves.png")
     data.atomic_write_bytes(args.out_dir / "results.md", (RESULTS_PAGE_HEAD + markdown).encode())
     if readme:
-        update_readme(readme, markdown)
+        update_readme(readme, markdown, "results")
+        update_readme(readme, demos_table(), "demos")
     print(markdown)
 
 

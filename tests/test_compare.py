@@ -61,10 +61,15 @@ def test_table_and_plot_from_result_files(tmp_path):
         write(tmp_path, fake_result("gail", seed, random))
         write(tmp_path, fake_result("bc", seed, random))
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_START}\nold table\n{report.README_END}\nrest\n")
+    readme.write_text(
+        "intro\n<!-- results:start -->\nold table\n<!-- results:end -->\n"
+        "<!-- demos:start -->\nold demos\n<!-- demos:end -->\nrest\n",
+    )
     report.main(["--results-dir", str(tmp_path), "--out-dir", str(tmp_path / "docs"), "--readme", str(readme)])
     markdown = (tmp_path / "docs" / "results.md").read_text()
     assert "old table" not in readme.read_text() and "| Pendulum-v1 | 10,000 |" in readme.read_text()
+    assert "old demos" not in readme.read_text()
+    assert f"| Pendulum-v1 | {expert:.1f} ± {stats['expert_return_std']:.1f} |" in readme.read_text()
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
     row = next(line for line in markdown.splitlines() if line.startswith("| Pendulum-v1 | 10,000 |"))
     assert "| 3/3/3 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] |" in row
