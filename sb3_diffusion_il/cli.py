@@ -43,8 +43,8 @@ TRAIN_DOC = """Train an SB3 learner by DiffusionScoreIL from expert demonstratio
 DEMONSTRATIONS is a task with bundled demonstrations (Pendulum-v1,
 InvertedPendulum-v4) or a demonstration file written by `make-demos` (its
 manifest beside it names the task; otherwise pass --env). The output folder
-gets the learner (policy.zip, SB3's format), the score networks (trainer.pt,
-for DiffusionScoreIL.load), run.json (settings and the final evaluation) and
+gets the learner (policy.zip, SB3's format), a checkpoint to resume from
+(trainer.pt, for DiffusionScoreIL.load), run.json (settings and the final evaluation) and
 logs/ (progress.csv; TensorBoard events with --tensorboard).
 
     sb3-diffusion-il train Pendulum-v1 --timesteps 8000 --output runs/pendulum
