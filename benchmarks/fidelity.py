@@ -18,6 +18,7 @@ import json
 import pathlib
 
 import numpy as np
+import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
 from imitation.data import rollout
 from stable_baselines3 import SAC
