@@ -38,10 +38,10 @@ ENTROPY_ALGOS = ("sac", "tqc")
 POLICY_FILE, TRAINER_FILE, RUN_FILE = "policy.zip", "trainer.pt", "run.json"
 EVAL_SEED = 10_000  # evaluation episodes never share seeds with training ones
 
-TRAIN_DOC = """Train an SB3 learner by DiffusionScoreIL from expert demonstrations.
+TRAIN_DOC = f"""Train an SB3 learner by DiffusionScoreIL from expert demonstrations.
 
-DEMONSTRATIONS is a task with bundled demonstrations (Pendulum-v1,
-InvertedPendulum-v4) or a demonstration file written by `make-demos` (its
+DEMONSTRATIONS is a task with bundled demonstrations ({", ".join(data.bundled_env_ids())})
+or a demonstration file written by `make-demos` (its
 manifest beside it names the task; otherwise pass --env). The output folder
 gets the learner (policy.zip, SB3's format), a checkpoint to resume from
 (trainer.pt, for DiffusionScoreIL.load), run.json (settings and the final evaluation) and
