@@ -155,7 +155,7 @@ def demos_table() -> str:
             f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} "
             f"| {s['expert_timesteps'] // 1000}k SAC steps |",
         )
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows)
 
 
 def update_readme(readme: pathlib.Path, markdown: str, section: str = "results") -> None:
