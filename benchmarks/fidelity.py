@@ -14,7 +14,6 @@ batch mean, and the network evaluations per state of each, and writes them to
 """
 
 import argparse
-import json
 import pathlib
 
 import numpy as np
@@ -23,6 +22,8 @@ import torch as th
 from imitation.data import rollout
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
+
+from common import write_result
 
 from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations, score_net
 from sb3_diffusion_il.cost import diffusion_score_cost
@@ -93,9 +94,7 @@ def main() -> None:
         "evaluations_per_state": {"reference": 2 * REFERENCE_TIMESTEPS, "production": reward.evaluations_per_sample},
         "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states}",
     }
-    print(json.dumps(result, indent=1))
-    slug = data.demo_path(args.env).stem
-    data.atomic_write_bytes(RESULTS / f"fidelity-{slug}.json", json.dumps(result, indent=1).encode())
+    write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}.json", result)
 
 
 if __name__ == "__main__":

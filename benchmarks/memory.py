@@ -13,7 +13,6 @@ the figures to ``benchmarks/results/memory.json``.
 """
 
 import argparse
-import json
 import pathlib
 
 import numpy as np
@@ -21,9 +20,9 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from common import rss_mib
+from common import rss_mib, write_result
 
-from sb3_diffusion_il import DiffusionScoreIL, data
+from sb3_diffusion_il import DiffusionScoreIL
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "memory.json"
 SCORED_STATES = 4096
@@ -72,8 +71,7 @@ def main() -> None:
         "growth_once_full_mib": rss["after_last_round"] - rss["buffer_first_full"],
         "command": f"python benchmarks/memory.py --env {args.env} --buffer {args.buffer} --rounds {args.rounds}",
     }
-    print(json.dumps(result, indent=1))
-    data.atomic_write_bytes(RESULTS, json.dumps(result, indent=1).encode())
+    write_result(RESULTS, result)
 
 
 if __name__ == "__main__":

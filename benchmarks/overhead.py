@@ -13,7 +13,6 @@ depend on where the states come from. Figures are printed and written to
 """
 
 import argparse
-import json
 import pathlib
 import time
 from typing import Any, Callable, Dict, List
@@ -24,7 +23,9 @@ from imitation.data import rollout
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_diffusion_il import DiffusionScoreIL, data
+from common import write_result
+
+from sb3_diffusion_il import DiffusionScoreIL
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "overhead.json"
 LEARNING_STARTS = 100
@@ -96,7 +97,7 @@ def main() -> None:
         print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
     command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats}"
     payload = {"results": results, "command": command, "threads": th.get_num_threads()}
-    data.atomic_write_bytes(RESULTS, json.dumps(payload, indent=1).encode())
+    write_result(RESULTS, payload)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ seen none there). Writes the figures to ``benchmarks/results/soak.json``.
 """
 
 import argparse
-import json
 import math
 import pathlib
 import time
@@ -18,9 +17,9 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from common import rss_mib
+from common import rss_mib, write_result
 
-from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations
+from sb3_diffusion_il import DiffusionScoreIL, load_demonstrations
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "soak.json"
 WATCHED = ("diffusion/cost_learner", "diffusion/cost_expert", "diffusion/learner_loss", "diffusion/relabel_cost_mean")
@@ -62,8 +61,7 @@ def main() -> None:
         "seconds": time.perf_counter() - start,
         "command": f"python benchmarks/soak.py --rounds {args.rounds} --round-steps {args.round_steps}",
     }
-    print(json.dumps(result, indent=1))
-    data.atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ import numpy as np
 from sb3_diffusion_il import commands, compare, data, tasks
 
 FRACTIONS = (0.5, 1.0)
-# The README's generated sections: the text between <!-- NAME:start --> and <!-- NAME:end -->.
-README_SECTIONS = ("results", "demos")
 BOOTSTRAP_REPS = 2000
 # results.md is the part of the docs' Benchmarks page (docs/benchmarks.md) that
 # the results decide; the page includes it and says how the numbers are made.
