@@ -1,14 +1,17 @@
 """Overhead of DiffusionScoreIL + SAC over plain SAC on the true reward, per env step.
 
-    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2]
+    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000]
 
 Both learners use SB3's default SAC settings on one env, in this one process,
 alternating so that drift in the machine's speed hits both alike. Speed is
 measured after ``learning_starts``, when every env step also takes a gradient
 step; DiffusionScoreIL's figure includes each round's learner-score refit,
 which is also timed on its own, as is expert score pretraining (once per run).
-The demonstrations are states of a random policy: the cost's compute does not
-depend on where the states come from. Figures are printed and written to
+Both replay buffers start with the same ``--fill`` random-policy transitions:
+the relabelling cost of a round grows with the number of distinct stored
+transitions its minibatches draw, so a nearly empty buffer would flatter it.
+The demonstrations are states of a random policy too: the cost's compute does
+not depend on where the states come from. Figures are printed and written to
 ``benchmarks/results/overhead.json``.
 """
 
@@ -19,9 +22,10 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch as th
-from imitation.data import rollout
+from imitation.data import rollout, types
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
 
 from common import write_result
 
@@ -37,7 +41,24 @@ def seconds(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def measure(env_id: str, steps: int, repeats: int) -> Dict[str, Any]:
+def random_transitions(venv: VecEnv, n: int) -> types.TransitionsWithRew:
+    trajectories = rollout.generate_trajectories(
+        None, venv, rollout.make_sample_until(min_timesteps=n), rng=np.random.default_rng(0),
+    )
+    return rollout.flatten_trajectories_with_rew(trajectories)[:n]
+
+
+def fill(algo: SAC, transitions: types.TransitionsWithRew) -> None:
+    """Stores ``transitions`` in the learner's replay buffer as its own rollouts would."""
+    actions = algo.policy.scale_action(transitions.acts)
+    for i in range(len(transitions)):
+        algo.replay_buffer.add(
+            transitions.obs[i : i + 1], transitions.next_obs[i : i + 1], actions[i : i + 1],
+            transitions.rews[i : i + 1], transitions.dones[i : i + 1], [{}],
+        )
+
+
+def measure(env_id: str, steps: int, repeats: int, n_fill: int) -> Dict[str, Any]:
     """Env steps per second of both learners, the ratio of their time per step, refit and pretraining times."""
     venv = make_vec_env(env_id, n_envs=1, seed=0)
     demos = rollout.generate_trajectories(
@@ -45,6 +66,10 @@ def measure(env_id: str, steps: int, repeats: int) -> Dict[str, Any]:
     )
     plain = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=LEARNING_STARTS, seed=0)
     ours = SAC("MlpPolicy", venv, learning_starts=LEARNING_STARTS, seed=0)
+    if n_fill:
+        transitions = random_transitions(venv, n_fill)
+        fill(plain, transitions)
+        fill(ours, transitions)
     trainer = DiffusionScoreIL(demonstrations=demos, venv=venv, gen_algo=ours, seed=0)
     pretrain = seconds(lambda: trainer.pretrain_expert(progress_bar=False))
 
@@ -73,6 +98,7 @@ def measure(env_id: str, steps: int, repeats: int) -> Dict[str, Any]:
         "overhead_ratio": float(sac / ours_rate),
         "learner_refit_seconds_per_round": float(np.mean(refits)),
         "round_steps": trainer.gen_train_timesteps,
+        "replay_transitions_at_start": n_fill,
         "expert_pretrain_seconds": pretrain,
     }
 
@@ -82,20 +108,23 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "Pendulum-v1"])
     parser.add_argument("--steps", type=int, default=2000, help="measured env steps per repeat (whole rounds of 1000)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--fill", type=int, default=50_000,
+                        help="random-policy transitions in both replay buffers before measuring")
     args = parser.parse_args()
     th.set_num_threads(1)
     results = []
     for env_id in args.envs:
-        r = measure(env_id, args.steps, args.repeats)
+        r = measure(env_id, args.steps, args.repeats, args.fill)
         results.append(r)
-        print(f"\n{env_id}: env steps/s over {args.repeats} x {args.steps} steps after learning starts")
+        print(f"\n{env_id}: env steps/s over {args.repeats} x {args.steps} steps after learning starts, "
+              f"{args.fill} transitions in the replay buffers at the start")
         print(f"  plain SAC (true reward)   {r['steps_per_second']['sac']:7.1f}")
         print(f"  DiffusionScoreIL + SAC    {r['steps_per_second']['diffusion_score+sac']:7.1f}")
         print(f"  time per step, ratio      {r['overhead_ratio']:7.2f}")
         print(f"  learner-score refit       {r['learner_refit_seconds_per_round']:7.2f} s per round "
               f"of {r['round_steps']} steps")
         print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
-    command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats}"
+    command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats} --fill {args.fill}"
     payload = {"results": results, "command": command, "threads": th.get_num_threads()}
     write_result(RESULTS, payload)
 

@@ -49,6 +49,8 @@ def make_adversarial(method: str, *, state_only: bool = True, **trainer_kwargs) 
 def relabeled(trainer: AdversarialTrainer) -> Iterator[bool]:
     """While active, an off-policy learner samples minibatches with the current ``reward_train``.
 
+    Stored transitions are scored again after every discriminator update.
+
     :return: whether relabelling applies (False for on-policy learners)
     """
     algo = trainer.gen_algo
@@ -56,7 +58,8 @@ def relabeled(trainer: AdversarialTrainer) -> Iterator[bool]:
         yield False
         return
     reward = relabel.reward_net_fn(trainer.reward_train, trainer.venv.action_space)
-    with relabel.relabeled_sampling(algo.replay_buffer, reward):
+    # imitation counts discriminator updates in `_disc_step` (1.0.x); the reward changes with each.
+    with relabel.relabeled_sampling(algo.replay_buffer, reward, version=lambda: trainer._disc_step):
         yield True
 
 

@@ -10,9 +10,21 @@ diffusion score divergence between learner and expert; the difference of
 losses (rather than ``||eps_E - eps_L||^2``) has the same mean when ``eps_L`` is
 the learner's optimal denoiser, and a lower variance. Errors are averaged over
 coordinates, so costs compare across tasks of different dimension.
+
+The reward estimates ``c`` from a few timesteps per state, chosen to spend the
+network evaluations where the estimate's variance is:
+
+- antithetic noise: each timestep is scored with ``eps`` and ``-eps``, which
+  cancels the odd-order noise terms (nearly all the noise at low ``t``);
+- importance sampling: timesteps are drawn from a proposal proportional to how
+  much the cost varies at each ``t``, profiled on learner states once a round,
+  and weighted back to the uniform average over ``t``;
+- one set of timesteps per round (a randomly shifted grid in the proposal's
+  quantiles) for every state, so the states a learner compares share their
+  quadrature; the shift changes every round, so the estimate stays unbiased.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import gymnasium as gym
 import torch as th
@@ -22,35 +34,119 @@ from sb3_diffusion_il import data
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork, denoising_errors
 
+# The proposal mixes the per-timestep noise of antithetic pairs with this weight
+# of the spread of the cost across states (which the shared timesteps must
+# resolve), plus a uniform floor that keeps every timestep possible. Chosen on
+# the networks of benchmarks/fidelity.py with benchmarks/fidelity_variants.py.
+SPREAD_WEIGHT = 0.3
+UNIFORM_FLOOR = 0.01
+# The proposal is profiled on this many states at this many bands of timesteps.
+PROFILE_STATES = 128
+PROFILE_BANDS = 50
+
 
 def diffusion_score_cost(
     expert: ScoreNetwork,
     learner: ScoreNetwork,
     schedule: DiffusionSchedule,
     x: th.Tensor,
-    n_timesteps: int,
+    n_timesteps: int = 16,
     generator: Optional[th.Generator] = None,
     timesteps: Optional[th.Tensor] = None,
+    weights: Optional[th.Tensor] = None,
+    antithetic: bool = False,
 ) -> th.Tensor:
-    """Per-sample cost of raw features ``x`` (n, d), from ``n_timesteps`` stratified timesteps.
+    """Per-sample cost of raw features ``x`` (n, d).
 
-    :param timesteps: fixed timesteps ``(k,)`` used for every sample instead of
-        the stratified draws (``n_timesteps`` is then ignored), e.g. the even grid
-        of a reference estimate
+    By default each sample gets ``n_timesteps`` stratified uniform timesteps,
+    one noise draw each.
+
+    :param timesteps: timesteps to use instead of stratified draws: ``(k,)`` shared
+        by all samples, e.g. the even grid of a reference estimate, or ``(n, k)``
+    :param weights: importance weights of ``timesteps`` (same shape), so that the
+        weighted mean estimates the uniform average over ``t``
+    :param antithetic: score each timestep with the noise pair ``eps``, ``-eps``
+        (twice the network evaluations)
     :return: costs, shape ``(n,)``; lower is more expert-like
     """
-    n = len(x)
     if timesteps is None:
-        t = schedule.stratified_timesteps(n, n_timesteps, generator)
-    else:
-        t = th.as_tensor(timesteps, device=x.device).expand(n, -1)
+        timesteps = schedule.stratified_timesteps(len(x), n_timesteps, generator)
+    gaps = loss_gaps(expert, learner, schedule, x, timesteps, generator, antithetic)
+    if weights is not None:
+        gaps = gaps * th.as_tensor(weights, device=x.device).expand_as(gaps)
+    return gaps.mean(dim=1)
+
+
+def loss_gaps(
+    expert: ScoreNetwork,
+    learner: ScoreNetwork,
+    schedule: DiffusionSchedule,
+    x: th.Tensor,
+    timesteps: th.Tensor,
+    generator: Optional[th.Generator] = None,
+    antithetic: bool = False,
+) -> th.Tensor:
+    """Expert minus learner denoising error of each sample at each timestep, ``(n, k)``.
+
+    :param timesteps: ``(k,)`` shared by all samples, or ``(n, k)``
+    """
+    n = len(x)
+    t = th.as_tensor(timesteps, device=x.device).expand(n, -1)
     k = t.shape[1]
     x0 = expert.normalize(x).repeat_interleave(k, dim=0)
     t = t.reshape(-1)
     eps = th.randn(x0.shape, generator=generator, device=x0.device)
-    x_t = schedule.noise(x0, t, eps)
-    gap = denoising_errors(expert, x_t, t, eps) - denoising_errors(learner, x_t, t, eps)
-    return gap.reshape(n, k).mean(dim=1)
+    gaps = []
+    for noise in (eps, -eps) if antithetic else (eps,):
+        x_t = schedule.noise(x0, t, noise)
+        gaps.append(denoising_errors(expert, x_t, t, noise) - denoising_errors(learner, x_t, t, noise))
+    return th.stack(gaps).mean(dim=0).reshape(n, k)
+
+
+def timestep_proposal(
+    expert: ScoreNetwork,
+    learner: ScoreNetwork,
+    schedule: DiffusionSchedule,
+    x: th.Tensor,
+    n_bands: int = PROFILE_BANDS,
+    generator: Optional[th.Generator] = None,
+    spread_weight: float = SPREAD_WEIGHT,
+) -> th.Tensor:
+    """A density over timesteps ``(T,)`` for importance sampling the cost of states like ``x``.
+
+    At the middle of each of ``n_bands`` bands of ``t`` it measures, with two
+    antithetic pairs per state, the noise of a pair's estimate and the spread of
+    the cost across the states; the density is proportional to their mix
+    (``spread_weight`` of the spread's share).
+    """
+    T = schedule.n_steps
+    edges = th.linspace(0, T, min(n_bands, T) + 1, device=x.device).long()
+    mids = (edges[:-1] + edges[1:]) // 2
+    first, second = (loss_gaps(expert, learner, schedule, x, mids, generator, antithetic=True) for _ in range(2))
+    noise = (first - second).pow(2).mean(dim=0).div(2).sqrt()
+    spread = first.std(dim=0)
+    density = _normalized(noise) + spread_weight * _normalized(spread) + UNIFORM_FLOOR / len(mids)
+    return density.repeat_interleave(edges.diff())
+
+
+def _normalized(v: th.Tensor) -> th.Tensor:
+    """``v`` scaled to sum 1; uniform where it is all zero (identical networks)."""
+    total = v.sum()
+    return v / total if total > 0 else th.full_like(v, 1.0 / len(v))
+
+
+def quantile_timesteps(
+    proposal: th.Tensor, k: int, generator: Optional[th.Generator] = None,
+) -> Tuple[th.Tensor, th.Tensor]:
+    """``k`` timesteps on a randomly shifted grid in the quantiles of ``proposal``, and their weights.
+
+    Over the shift, the weighted mean of any function of ``t`` is unbiased for its
+    uniform average over ``t``.
+    """
+    cdf = th.cumsum(proposal, 0) / proposal.sum()
+    shift = th.rand((), generator=generator, device=proposal.device)
+    t = th.searchsorted(cdf, (th.arange(k, device=proposal.device) + shift) / k).clamp_(max=len(proposal) - 1)
+    return t, proposal.mean() / proposal[t]
 
 
 def standardize(rewards: th.Tensor, std: float) -> th.Tensor:
@@ -62,7 +158,9 @@ class DiffusionScoreReward(RewardNet):
     """imitation ``RewardNet`` whose reward is ``-c`` of a transition's feature.
 
     Usable wherever imitation takes a reward net, e.g.
-    ``RewardVecEnvWrapper(venv, reward.predict_processed)``.
+    ``RewardVecEnvWrapper(venv, reward.predict_processed)``. The timesteps of the
+    estimate are fixed until `resample_timesteps` is called (once a round, by the
+    trainer); until a proposal is profiled they are a shifted even grid.
 
     :param observation_space: the environment's observation space
     :param action_space: the environment's action space
@@ -70,7 +168,8 @@ class DiffusionScoreReward(RewardNet):
     :param learner: the learner score network
     :param schedule: the diffusion schedule both networks were fitted with
     :param conditioning: which feature of a transition is diffused, see `data.features`
-    :param n_timesteps: timesteps per sample in the cost estimate
+    :param n_timesteps: timesteps per sample in the cost estimate, each scored
+        with an antithetic noise pair
     :param generator: random source of timesteps and noise (for reproducible runs)
     """
 
@@ -82,7 +181,7 @@ class DiffusionScoreReward(RewardNet):
         learner: ScoreNetwork,
         schedule: DiffusionSchedule,
         conditioning: str = "state",
-        n_timesteps: int = 16,
+        n_timesteps: int = 12,
         generator: Optional[th.Generator] = None,
     ):
         super().__init__(observation_space, action_space, normalize_images=False)
@@ -95,15 +194,33 @@ class DiffusionScoreReward(RewardNet):
         self.conditioning = conditioning
         self.n_timesteps = n_timesteps
         self.generator = generator
+        device = schedule.signal_scale.device
+        self.register_buffer("proposal", th.ones(schedule.n_steps, device=device))
+        self.register_buffer("timesteps", th.zeros(n_timesteps, dtype=th.long, device=device))
+        self.register_buffer("weights", th.ones(n_timesteps, device=device))
+        self.resample_timesteps()
 
     @property
     def evaluations_per_sample(self) -> int:
-        """Score-network evaluations spent on each sample's cost (both networks)."""
-        return 2 * self.n_timesteps
+        """Score-network evaluations spent on each sample's cost (both networks, both signs of the noise)."""
+        return 4 * self.n_timesteps
+
+    def resample_timesteps(self, states: Optional[th.Tensor] = None) -> None:
+        """Draws the timesteps of the estimate anew, first profiling the proposal on ``states`` if given."""
+        if states is not None:
+            with th.no_grad():
+                self.proposal.copy_(timestep_proposal(self.expert, self.learner, self.schedule, states,
+                                                      generator=self.generator))
+        timesteps, weights = quantile_timesteps(self.proposal, self.n_timesteps, self.generator)
+        self.timesteps.copy_(timesteps)
+        self.weights.copy_(weights)
 
     def cost(self, x: th.Tensor) -> th.Tensor:
         """Per-sample cost of raw features ``x``."""
-        return diffusion_score_cost(self.expert, self.learner, self.schedule, x, self.n_timesteps, self.generator)
+        return diffusion_score_cost(
+            self.expert, self.learner, self.schedule, x, generator=self.generator,
+            timesteps=self.timesteps, weights=self.weights, antithetic=True,
+        )
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
         with th.no_grad():

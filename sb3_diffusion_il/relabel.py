@@ -1,20 +1,27 @@
-"""Relabelling an SB3 replay buffer's minibatches with the current reward.
+"""Relabelling an SB3 replay buffer with the current reward.
 
 Off-policy learners store rewards at collection time; here the reward changes
 every round, so stored rewards go stale. While the context is active, every
-minibatch the learner samples gets fresh rewards.
+minibatch the learner samples carries the current reward. Each stored
+transition is scored at most once per reward version (a round): its reward is
+written back into the buffer and reused by later minibatches, which is what
+keeps an imitation reward cheap next to the learner's own update.
 """
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from imitation.rewards.reward_nets import RewardNet
+from imitation.util import networks
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 RelabelFn = Callable[[ReplayBufferSamples], th.Tensor]
+# Slot mark of a transition not scored since it was stored.
+UNSCORED = -1
 
 
 def env_actions(actions: th.Tensor, action_space: gym.Space) -> th.Tensor:
@@ -27,7 +34,11 @@ def env_actions(actions: th.Tensor, action_space: gym.Space) -> th.Tensor:
 
 
 def reward_net_fn(reward_net: RewardNet, action_space: gym.Space) -> RelabelFn:
-    """A relabel function giving any imitation ``RewardNet``'s reward (GAIL's, AIRL's, ours)."""
+    """A relabel function giving any imitation ``RewardNet``'s reward (GAIL's, AIRL's, ours).
+
+    The net runs in eval mode, as imitation's own ``predict`` does, so input
+    normalisers do not update their statistics on replay data.
+    """
 
     def reward(samples: ReplayBufferSamples) -> th.Tensor:
         inputs = reward_net.preprocess(
@@ -36,7 +47,7 @@ def reward_net_fn(reward_net: RewardNet, action_space: gym.Space) -> RelabelFn:
             samples.next_observations,
             samples.dones.reshape(-1),
         )
-        with th.no_grad():
+        with th.no_grad(), networks.evaluating(reward_net):
             return reward_net(*inputs)
 
     return reward
@@ -52,23 +63,64 @@ def check_relabelable(buffer: object) -> None:
         )
 
 
-@contextlib.contextmanager
-def relabeled_sampling(buffer: ReplayBuffer, reward_fn: RelabelFn) -> Iterator[None]:
-    """Within the context, ``buffer.sample`` returns minibatches with ``reward_fn``'s rewards.
+def stored_transitions(buffer: ReplayBuffer, inds: np.ndarray) -> ReplayBufferSamples:
+    """The transitions in slots ``inds`` of every env, flattened slot-major, as stored (not normalised)."""
+    if buffer.optimize_memory_usage:
+        next_obs = buffer.observations[(inds + 1) % buffer.buffer_size]
+    else:
+        next_obs = buffer.next_observations[inds]
+    arrays = (
+        buffer.observations[inds],
+        buffer.actions[inds],
+        next_obs,
+        buffer.dones[inds] * (1 - buffer.timeouts[inds]),
+        buffer.rewards[inds],
+    )
+    return ReplayBufferSamples(*(buffer.to_torch(a.reshape(len(inds) * buffer.n_envs, *a.shape[2:])) for a in arrays))
 
-    The buffer itself is left unchanged (its stored rewards, its class), so it
-    saves and loads as usual.
+
+@contextlib.contextmanager
+def relabeled_sampling(
+    buffer: ReplayBuffer,
+    reward_fn: RelabelFn,
+    transform: Optional[Callable[[th.Tensor], th.Tensor]] = None,
+    version: Optional[Callable[[], int]] = None,
+) -> Iterator[None]:
+    """Within the context, ``buffer``'s minibatches carry ``reward_fn``'s current rewards.
+
+    A sampled transition not yet scored at the current ``version`` is scored and
+    its reward written into ``buffer.rewards``; the stored reward is reused until
+    ``version`` changes or the slot is overwritten. The buffer stays SB3's own
+    class, so it saves and loads as usual.
+
+    :param reward_fn: rewards of a batch of transitions, shape ``(n,)``
+    :param transform: applied to each sampled minibatch's rewards ``(batch, 1)``,
+        e.g. a per-minibatch standardisation
+    :param version: returns a non-negative number that changes whenever
+        ``reward_fn`` does (default: it does not change within the context)
     """
     check_relabelable(buffer)
-    original = buffer.sample
+    version = version or (lambda: 0)
+    scored_at = np.full(buffer.buffer_size, UNSCORED, dtype=np.int64)
+    original_add, original_get_samples = buffer.add, buffer._get_samples
 
-    def sample(*args, **kwargs) -> ReplayBufferSamples:
-        samples = original(*args, **kwargs)
-        rewards = reward_fn(samples).reshape(samples.rewards.shape).to(samples.rewards)
-        return samples._replace(rewards=rewards)
+    def add(*args, **kwargs) -> None:
+        scored_at[buffer.pos] = UNSCORED
+        original_add(*args, **kwargs)
 
-    buffer.sample = sample  # type: ignore[method-assign]
+    def get_samples(batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
+        current = version()
+        stale = np.unique(batch_inds[scored_at[batch_inds] != current])
+        if len(stale):
+            rewards = reward_fn(stored_transitions(buffer, stale))
+            buffer.rewards[stale] = rewards.reshape(len(stale), buffer.n_envs).cpu().numpy()
+            scored_at[stale] = current
+        samples = original_get_samples(batch_inds, env)
+        return samples if transform is None else samples._replace(rewards=transform(samples.rewards))
+
+    buffer.add = add  # type: ignore[method-assign]
+    buffer._get_samples = get_samples  # type: ignore[method-assign]
     try:
         yield
     finally:
-        del buffer.sample
+        del buffer.add, buffer._get_samples

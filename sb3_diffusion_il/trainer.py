@@ -18,12 +18,11 @@ from imitation.util import util
 from stable_baselines3.common import base_class, on_policy_algorithm, policies, vec_env
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from tqdm.auto import tqdm
 
 from sb3_diffusion_il import checkpoint, data, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
-from sb3_diffusion_il.cost import DiffusionScoreReward, standardize
+from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork
 
@@ -76,7 +75,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param learner_fit_steps: gradient steps of each round's learner score refit
     :param learner_buffer_size: learner features kept for the refit (sliding window
         of the newest)
-    :param cost_timesteps: stratified diffusion timesteps per state in the cost estimate
+    :param cost_timesteps: diffusion timesteps per state in the cost estimate, each
+        scored with an antithetic noise pair (4 network evaluations); they are
+        importance-sampled from a proposal profiled on learner states every round
     :param reward_std: relabelled minibatches are standardised to mean 0 and this
         standard deviation, as the reference does; None keeps ``-c`` as it is. The
         reward of ``venv_wrapped`` is always the plain ``-c``
@@ -113,7 +114,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         expert_fit_steps: int = 10_000,
         learner_fit_steps: int = 100,
         learner_buffer_size: int = 200_000,
-        cost_timesteps: int = 16,
+        cost_timesteps: int = 12,
         reward_std: Optional[float] = 0.1,
         gen_train_timesteps: Optional[int] = None,
         log_dir: types.AnyPath = "output/",
@@ -301,8 +302,15 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
         return rewards
 
-    def _relabel(self, samples: ReplayBufferSamples) -> th.Tensor:
-        rewards = self._net_reward(samples)
+    def _resample_cost_timesteps(self) -> None:
+        """The round's cost timesteps, importance-sampled for the learner's states so far."""
+        states = None
+        if len(self.learner_buffer):
+            states = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
+        self._reward_net.resample_timesteps(states)
+
+    def _minibatch_reward(self, rewards: th.Tensor) -> th.Tensor:
+        """Each relabelled minibatch, standardised as the reference does."""
         self._relabel_costs.append(-float(rewards.mean()))
         if self.reward_std is not None:
             rewards = standardize(rewards, self.reward_std)
@@ -316,12 +324,15 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         """
         total_timesteps = total_timesteps or self.gen_train_timesteps
         learn_kwargs = dict(learn_kwargs or {})
+        self._resample_cost_timesteps()
         callbacks = [c for c in (self.gen_callback, learn_kwargs.pop("callback", None)) if c is not None]
         self._relabel_costs = []
         start = time.perf_counter()
         with self.logger.accumulate_means("gen"):
             if self._relabels:
-                context = relabel.relabeled_sampling(self.gen_algo.replay_buffer, self._relabel)
+                context = relabel.relabeled_sampling(
+                    self.gen_algo.replay_buffer, self._net_reward, self._minibatch_reward,
+                )
             else:
                 context = contextlib.nullcontext()
             with context:

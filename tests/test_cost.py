@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from sb3_diffusion_il import DiffusionSchedule, DiffusionScoreReward, ScoreNetwork, diffusion_score_cost
-from sb3_diffusion_il.cost import standardize
+from sb3_diffusion_il.cost import quantile_timesteps, standardize, timestep_proposal
 from sb3_diffusion_il.score_net import fit
 from test_diffusion import gaussian_optimal_eps
 
@@ -80,12 +80,59 @@ def test_reward_net_is_minus_cost_of_the_chosen_feature(schedule, expert_net):
     obs_space = gym.spaces.Box(-np.inf, np.inf, (2,))
     act_space = gym.spaces.Box(-1, 1, (1,))
     learner_net = fitted_net(schedule, LEARNER_MEAN, LEARNER_STD, 1)
-    reward = DiffusionScoreReward(obs_space, act_space, expert_net, learner_net, schedule, "state", 16,
+    reward = DiffusionScoreReward(obs_space, act_space, expert_net, learner_net, schedule, "state", 8,
                                   th.Generator().manual_seed(5))
     obs, next_obs = th.randn(8, 2), th.randn(8, 2)
+    state = reward.generator.get_state()
     r = reward(obs, th.zeros(8, 1), next_obs, th.zeros(8))
-    expected = -diffusion_score_cost(expert_net, learner_net, schedule, next_obs, 16, th.Generator().manual_seed(5))
+    reward.generator.set_state(state)
+    expected = -diffusion_score_cost(expert_net, learner_net, schedule, next_obs, generator=reward.generator,
+                                     timesteps=reward.timesteps, weights=reward.weights, antithetic=True)
     th.testing.assert_close(r, expected)
+
+
+@pytest.fixture(scope="module")
+def learner_net(schedule):
+    return fitted_net(schedule, LEARNER_MEAN, LEARNER_STD, 1)
+
+
+def test_quantile_timesteps_are_unbiased_for_the_uniform_average():
+    gen = th.Generator().manual_seed(0)
+    proposal = th.linspace(3.0, 0.5, 1000)
+    f = th.sin(th.arange(1000) / 70.0) + th.arange(1000) / 500.0
+    estimates = []
+    for _ in range(10_000):
+        t, w = quantile_timesteps(proposal, 6, gen)
+        assert th.all(t[1:] >= t[:-1]) and t.min() >= 0 and t.max() < 1000
+        estimates.append(float((w * f[t]).mean()))
+    assert np.mean(estimates) == pytest.approx(float(f.mean()), abs=0.02)  # 4 standard errors
+    # A uniform proposal gives an even grid with unit weights.
+    t, w = quantile_timesteps(th.ones(1000), 10, gen)
+    assert th.all(t.diff() == 100) and th.allclose(w, th.ones(10))
+
+
+def test_proposal_is_uniform_for_identical_networks(schedule, expert_net):
+    x = LEARNER_MEAN + LEARNER_STD * th.randn(64, 2)
+    with th.no_grad():
+        proposal = timestep_proposal(expert_net, copy.deepcopy(expert_net), schedule, x)
+    assert proposal.shape == (1000,)
+    th.testing.assert_close(proposal, th.full((1000,), float(proposal[0])))
+
+
+def test_importance_sampled_reward_estimates_the_score_divergence(schedule, expert_net, learner_net):
+    """The production estimate (profiled proposal, antithetic pairs, shared timesteps) over rounds."""
+    space = gym.spaces.Box(-np.inf, np.inf, (2,))
+    reward = DiffusionScoreReward(space, space, expert_net, learner_net, schedule, "state", 12,
+                                  th.Generator().manual_seed(4))
+    gen = th.Generator().manual_seed(5)
+    learner_x = LEARNER_MEAN + LEARNER_STD * th.randn(5000, 2, generator=gen)
+    costs = []
+    with th.no_grad():
+        for _ in range(10):  # rounds: each profiles and draws its own timesteps
+            reward.resample_timesteps(learner_x[:128])
+            costs.append(float(reward.cost(learner_x).mean()))
+    assert not th.allclose(reward.proposal, reward.proposal.mean())  # it did concentrate
+    assert np.mean(costs) == pytest.approx(analytic_divergence(schedule), rel=0.25)
 
 
 def test_standardize():

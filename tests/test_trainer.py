@@ -101,14 +101,15 @@ def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_sta
 
     sac.train = spy_train
     trainer.train(400, progress_bar=False)
-    stored = sac.replay_buffer.rewards[: sac.replay_buffer.pos]
-    # Round 0 collects with identical score networks: the stored cost reward is 0.
-    assert np.all(stored[:200] == 0)
     last = seen[-1]
     assert float(last.std(unbiased=False)) == pytest.approx(0.1, rel=1e-3)
     assert not np.allclose(last.numpy().ravel(), 0.0)
+    # Round 0 collects with identical score networks (cost 0); round 1's relabelling
+    # wrote the refitted cost back into the buffer.
+    stored = sac.replay_buffer.rewards[:200]
+    assert np.count_nonzero(stored) > 100
     # Outside training, the buffer is SB3's own again.
-    assert "sample" not in vars(sac.replay_buffer)
+    assert not {"add", "_get_samples"} & set(vars(sac.replay_buffer))
 
 
 def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
@@ -146,7 +147,7 @@ def test_state_action_relabel_sees_env_unit_actions(venv, pendulum_trajectories)
     samples = sac.replay_buffer.sample(64)
     seen = {}
     trainer._reward_net.forward = lambda s, a, ns, d: th.zeros(len(seen.setdefault("acts", a)))
-    trainer._relabel(samples)
+    trainer._net_reward(samples)
     expected = sac.policy.unscale_action(samples.actions.numpy())
     np.testing.assert_allclose(seen["acts"].numpy(), expected, rtol=1e-5)
     assert np.abs(expected).max() > 1.0  # Pendulum acts in [-2, 2]
