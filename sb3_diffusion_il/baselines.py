@@ -59,7 +59,9 @@ def relabeled(trainer: AdversarialTrainer) -> Iterator[bool]:
         return
     reward = relabel.reward_net_fn(trainer.reward_train, trainer.venv.action_space)
     # imitation counts discriminator updates in `_disc_step` (1.0.x); the reward changes with each.
-    with relabel.relabeled_sampling(algo.replay_buffer, reward, version=lambda: trainer._disc_step):
+    with relabel.relabeled_sampling(
+        algo.replay_buffer, reward, version=lambda: trainer._disc_step, stores_current_rewards=True,
+    ):
         yield True
 
 

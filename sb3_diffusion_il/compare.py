@@ -37,8 +37,10 @@ from sb3_diffusion_il.tasks import get_task
 from sb3_diffusion_il.trainer import DiffusionScoreIL
 
 # Bump when a change makes earlier result files incomparable; the report
-# ignores files of another version.
-HARNESS_VERSION = 1
+# ignores files of another version. 2: the importance-sampled, cached cost
+# estimate, and GAIL/AIRL relabelling with the reward net in eval mode
+# (version 1's files are kept in benchmarks/results/harness-v1).
+HARNESS_VERSION = 2
 METHODS = ("diffusion_score", "gail", "airl", "bc")
 # Env-step budget per task, the same for every method (what this CPU affords).
 BUDGETS: Dict[str, int] = {

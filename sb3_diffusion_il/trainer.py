@@ -18,6 +18,7 @@ from imitation.util import util
 from stable_baselines3.common import base_class, on_policy_algorithm, policies, vec_env
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
 
 from sb3_diffusion_il import checkpoint, data, relabel, score_net
@@ -30,7 +31,7 @@ from sb3_diffusion_il.score_net import ScoreNetwork
 # reference refits the learner score every 1,001 env steps.
 DEFAULT_OFF_POLICY_ROUND = 1000
 # States scored per round to log the mean cost (the divergence estimate).
-N_COST_LOG_SAMPLES = 4096
+N_COST_LOG_SAMPLES = 1024
 HELDOUT_FRACTION = 0.1
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
@@ -309,6 +310,18 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             states = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
         self._reward_net.resample_timesteps(states)
 
+    def _expected_replay_draws(self, total_timesteps: int) -> Optional[int]:
+        """Transitions the off-policy learner's minibatches draw in ``total_timesteps`` env steps.
+
+        None where SB3 trains per episode, whose count is not known ahead.
+        """
+        algo = self.gen_algo
+        if algo.train_freq.unit != TrainFrequencyUnit.STEP:
+            return None
+        steps_per_rollout = algo.train_freq.frequency * self.venv.num_envs
+        gradient_steps = algo.gradient_steps if algo.gradient_steps >= 0 else steps_per_rollout
+        return total_timesteps // steps_per_rollout * gradient_steps * algo.batch_size
+
     def _minibatch_reward(self, rewards: th.Tensor) -> th.Tensor:
         """Each relabelled minibatch, standardised as the reference does."""
         self._relabel_costs.append(-float(rewards.mean()))
@@ -332,6 +345,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             if self._relabels:
                 context = relabel.relabeled_sampling(
                     self.gen_algo.replay_buffer, self._net_reward, self._minibatch_reward,
+                    expected_draws=self._expected_replay_draws(total_timesteps),
+                    stores_current_rewards=True,  # venv_wrapped's reward is this round's -c
                 )
             else:
                 context = contextlib.nullcontext()

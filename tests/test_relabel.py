@@ -100,3 +100,27 @@ def test_reward_net_relabels_in_eval_mode():
     for key, value in net.state_dict().items():
         th.testing.assert_close(value, before[key])
     assert net.training  # the mode is restored
+
+
+def test_transitions_are_scored_up_front_when_each_will_be_drawn_twice():
+    buffer, reward = filled_buffer(), CountingReward()
+    with relabel.relabeled_sampling(buffer, reward, expected_draws=39):
+        assert reward.scored == 0  # fewer than two draws per transition: scored when drawn
+    with relabel.relabeled_sampling(buffer, reward, expected_draws=40):
+        assert reward.scored == 20
+        stored = relabel.stored_transitions(buffer, np.arange(20))
+        th.testing.assert_close(stored.rewards.reshape(-1, 1), expected(stored, 0))
+        buffer.sample(16)
+        assert reward.scored == 20
+
+
+def test_rewards_stored_within_the_context_can_count_as_current():
+    buffer, reward = filled_buffer(), CountingReward()
+    with relabel.relabeled_sampling(buffer, reward, stores_current_rewards=True):
+        add(buffer, 20)  # stored with reward -99, which the learner's env reported
+        samples = buffer._get_samples(np.array([20]))
+    assert float(samples.rewards) == -99.0
+    with relabel.relabeled_sampling(buffer, reward):
+        add(buffer, 21)
+        samples = buffer._get_samples(np.array([21]))
+    th.testing.assert_close(samples.rewards, expected(samples, 0))
