@@ -1,15 +1,16 @@
 """Overhead of DiffusionScoreIL + SAC over plain SAC on the true reward, per env step.
 
-    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000]
+    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...]
 
 Both learners use SB3's default SAC settings on one env, in this one process,
 alternating so that drift in the machine's speed hits both alike. Speed is
 measured after ``learning_starts``, when every env step also takes a gradient
 step; DiffusionScoreIL's figure includes each round's learner-score refit,
 which is also timed on its own, as is expert score pretraining (once per run).
-Both replay buffers start with the same ``--fill`` random-policy transitions:
-the relabelling cost of a round grows with the number of distinct stored
-transitions its minibatches draw, so a nearly empty buffer would flatter it.
+Both replay buffers start with the same ``--fill`` random-policy transitions
+(each value given is a separate measurement): the relabelling cost of a round
+grows with the number of distinct stored transitions its minibatches draw, so
+a nearly empty buffer would flatter it.
 The demonstrations are states of a random policy too: the cost's compute does
 not depend on where the states come from. Figures are printed and written to
 ``benchmarks/results/overhead.json``.
@@ -108,23 +109,24 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "Pendulum-v1"])
     parser.add_argument("--steps", type=int, default=2000, help="measured env steps per repeat (whole rounds of 1000)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--fill", type=int, default=50_000,
+    parser.add_argument("--fill", type=int, nargs="+", default=[50_000],
                         help="random-policy transitions in both replay buffers before measuring")
     args = parser.parse_args()
     th.set_num_threads(1)
     results = []
     for env_id in args.envs:
-        r = measure(env_id, args.steps, args.repeats, args.fill)
-        results.append(r)
-        print(f"\n{env_id}: env steps/s over {args.repeats} x {args.steps} steps after learning starts, "
-              f"{args.fill} transitions in the replay buffers at the start")
-        print(f"  plain SAC (true reward)   {r['steps_per_second']['sac']:7.1f}")
-        print(f"  DiffusionScoreIL + SAC    {r['steps_per_second']['diffusion_score+sac']:7.1f}")
-        print(f"  time per step, ratio      {r['overhead_ratio']:7.2f}")
-        print(f"  learner-score refit       {r['learner_refit_seconds_per_round']:7.2f} s per round "
-              f"of {r['round_steps']} steps")
-        print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
-    command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats} --fill {args.fill}"
+        for n_fill in args.fill:
+            r = measure(env_id, args.steps, args.repeats, n_fill)
+            results.append(r)
+            print(f"\n{env_id}: env steps/s over {args.repeats} x {args.steps} steps after learning starts, "
+                  f"{n_fill} transitions in the replay buffers at the start")
+            print(f"  plain SAC (true reward)   {r['steps_per_second']['sac']:7.1f}")
+            print(f"  DiffusionScoreIL + SAC    {r['steps_per_second']['diffusion_score+sac']:7.1f}")
+            print(f"  time per step, ratio      {r['overhead_ratio']:7.2f}")
+            print(f"  learner-score refit       {r['learner_refit_seconds_per_round']:7.2f} s per round "
+                  f"of {r['round_steps']} steps")
+            print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
+    command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats} --fill {' '.join(map(str, args.fill))}"
     payload = {"results": results, "command": command, "threads": th.get_num_threads()}
     write_result(RESULTS, payload)
 

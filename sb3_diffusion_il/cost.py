@@ -216,6 +216,15 @@ class DiffusionScoreReward(RewardNet):
         self.resample_timesteps()
         self.eval()  # nothing here depends on the mode; see predict_th
 
+    # imitation's versions walk every parameter, on every call of `preprocess`.
+    @property
+    def device(self) -> th.device:
+        return self.proposal.device
+
+    @property
+    def dtype(self) -> th.dtype:
+        return self.proposal.dtype
+
     @property
     def evaluations_per_sample(self) -> int:
         """Score-network evaluations spent on each sample's cost (both networks, both signs of the noise)."""
