@@ -2,13 +2,15 @@
 
     python benchmarks/quality.py [--before benchmarks/results/harness-v1] [--after benchmarks/results]
 
-For every task and method present in both, prints the IQM of the normalised
-final return over seeds with its 95% bootstrap interval, before and after,
-and whether each IQM lies within the other's interval. Writes the rows to
+For every task and method present in both, and at half and all of the
+budget (the report's fractions), prints the IQM of the normalised return over
+seeds with its 95% bootstrap interval, before and after, and whether each IQM
+lies within the other's interval. Writes the rows to
 ``benchmarks/results/quality.json``.
 """
 
 import argparse
+import os
 import pathlib
 
 from common import write_result
@@ -28,20 +30,20 @@ def main() -> None:
     rows = []
     for env_id in sorted(set(before) & set(after)):
         for method in sorted(set(before[env_id]) & set(after[env_id])):
-            stats = {
-                name: report.iqm_with_ci({method: report.score_matrix(results, [env_id], method, 1.0)})[method]
-                for name, results in (("before", before), ("after", after))
-            }
-            (b, b_lo, b_hi), (a, a_lo, a_hi) = stats["before"], stats["after"]
-            rows.append({
-                "env_id": env_id, "method": method,
-                "seeds": {"before": sorted(before[env_id][method]), "after": sorted(after[env_id][method])},
-                "before": stats["before"], "after": stats["after"],
-                "after_within_before_ci": b_lo <= a <= b_hi, "before_within_after_ci": a_lo <= b <= a_hi,
-            })
-            print(f"{env_id:22s} {method:16s} before {b:5.2f} [{b_lo:5.2f}, {b_hi:5.2f}]  "
-                  f"after {a:5.2f} [{a_lo:5.2f}, {a_hi:5.2f}]  after within before's CI: {b_lo <= a <= b_hi}")
-    command = f"python benchmarks/quality.py --before {args.before} --after {args.after}"
+            for fraction in report.FRACTIONS:
+                (b, b_lo, b_hi), (a, a_lo, a_hi) = (
+                    report.iqm_with_ci({method: report.score_matrix(results, [env_id], method, fraction)})[method]
+                    for results in (before, after)
+                )
+                rows.append({
+                    "env_id": env_id, "method": method, "budget_fraction": fraction,
+                    "seeds": {"before": sorted(before[env_id][method]), "after": sorted(after[env_id][method])},
+                    "before": [b, b_lo, b_hi], "after": [a, a_lo, a_hi],
+                    "after_within_before_ci": b_lo <= a <= b_hi, "before_within_after_ci": a_lo <= b <= a_hi,
+                })
+                print(f"{env_id:22s} {method:16s} {fraction:4.0%}  before {b:5.2f} [{b_lo:5.2f}, {b_hi:5.2f}]  "
+                      f"after {a:5.2f} [{a_lo:5.2f}, {a_hi:5.2f}]  after within before's CI: {b_lo <= a <= b_hi}")
+    command = f"python benchmarks/quality.py --before {os.path.relpath(args.before)} --after {os.path.relpath(args.after)}"
     write_result(RESULTS / "quality.json", {"rows": rows, "command": command})
 
 
