@@ -28,7 +28,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from common import write_result
 
 from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations, score_net
-from sb3_diffusion_il.cost import PROFILE_BANDS, PROFILE_STATES, DiffusionScoreReward, diffusion_score_cost
+from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, diffusion_score_cost
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 REFERENCE_TIMESTEPS = 500
@@ -75,11 +75,6 @@ def reference_cost(reward: DiffusionScoreReward, x: th.Tensor, seed: int = 2) ->
     )
 
 
-def profile_evaluations(n_steps: int) -> int:
-    """Network evaluations of one `timestep_proposal`: two antithetic pairs, two networks, per state and band."""
-    return PROFILE_STATES * min(PROFILE_BANDS, n_steps) * 2 * 2 * 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1", help="a task with bundled demonstrations")
@@ -92,7 +87,6 @@ def main() -> None:
     rng = np.random.default_rng(1)
     x = th.as_tensor(states[rng.choice(len(states), args.states, replace=False)])
     reward = trainer.reward_train
-    schedule = trainer.schedule
     with th.inference_mode():
         reference = reference_cost(reward, x)
         # The reference is an estimate too: a second one, with other noise, bounds what any estimator can reach.
@@ -119,7 +113,7 @@ def main() -> None:
         "evaluations_per_state": {"reference": 2 * REFERENCE_TIMESTEPS, "production": reward.evaluations_per_sample},
         # Once a round, shared by every state scored in it (a round of 1,000 SAC steps
         # scores up to 256,000 minibatch states; this benchmark scores 4,096).
-        "production_profile_evaluations": profile_evaluations(schedule.n_steps),
+        "production_profile_evaluations": reward.evaluations_per_profile,
         "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states}",
     }
     write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}.json", result)

@@ -230,6 +230,14 @@ class DiffusionScoreReward(RewardNet):
         """Score-network evaluations spent on each sample's cost (both networks, both signs of the noise)."""
         return 4 * self.n_timesteps
 
+    @property
+    def evaluations_per_profile(self) -> int:
+        """Score-network evaluations of one proposal profile (`resample_timesteps` with states), per round.
+
+        Two antithetic pairs through both networks, per profiled state and band of timesteps.
+        """
+        return PROFILE_STATES * min(PROFILE_BANDS, self.schedule.n_steps) * 2 * 2 * 2
+
     def resample_timesteps(self, states: Optional[th.Tensor] = None) -> None:
         """Draws the timesteps of the estimate anew, first profiling the proposal on ``states`` if given."""
         if states is not None:
