@@ -1,6 +1,6 @@
 """Overhead of DiffusionScoreIL + SAC over plain SAC on the true reward, per env step.
 
-    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...]
+    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...] [--device cpu]
 
 Both learners use SB3's default SAC settings on one env, in this one process,
 alternating so that drift in the machine's speed hits both alike. Speed is
@@ -13,7 +13,8 @@ grows with the number of distinct stored transitions its minibatches draw, so
 a nearly empty buffer would flatter it.
 The demonstrations are states of a random policy too: the cost's compute does
 not depend on where the states come from. Figures are printed and written to
-``benchmarks/results/overhead.json``.
+``benchmarks/results/overhead.json`` (``overhead-cuda.json`` with ``--device cuda``:
+both learners, and so the score networks, on the GPU).
 """
 
 import argparse
@@ -32,7 +33,7 @@ from common import write_result
 
 from sb3_diffusion_il import DiffusionScoreIL
 
-RESULTS = pathlib.Path(__file__).parent / "results" / "overhead.json"
+RESULTS = pathlib.Path(__file__).parent / "results"
 LEARNING_STARTS = 100
 
 
@@ -59,14 +60,15 @@ def fill(algo: SAC, transitions: types.TransitionsWithRew) -> None:
         )
 
 
-def measure(env_id: str, steps: int, repeats: int, n_fill: int) -> Dict[str, Any]:
+def measure(env_id: str, steps: int, repeats: int, n_fill: int, device: str) -> Dict[str, Any]:
     """Env steps per second of both learners, the ratio of their time per step, refit and pretraining times."""
     venv = make_vec_env(env_id, n_envs=1, seed=0)
     demos = rollout.generate_trajectories(
         None, venv, rollout.make_sample_until(min_episodes=2), rng=np.random.default_rng(0),
     )
-    plain = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=LEARNING_STARTS, seed=0)
-    ours = SAC("MlpPolicy", venv, learning_starts=LEARNING_STARTS, seed=0)
+    plain = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=LEARNING_STARTS, seed=0,
+                device=device)
+    ours = SAC("MlpPolicy", venv, learning_starts=LEARNING_STARTS, seed=0, device=device)
     if n_fill:
         transitions = random_transitions(venv, n_fill)
         fill(plain, transitions)
@@ -111,12 +113,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--fill", type=int, nargs="+", default=[50_000],
                         help="random-policy transitions in both replay buffers before measuring")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both learners train")
     args = parser.parse_args()
     th.set_num_threads(1)
     results = []
     for env_id in args.envs:
         for n_fill in args.fill:
-            r = measure(env_id, args.steps, args.repeats, n_fill)
+            r = measure(env_id, args.steps, args.repeats, n_fill, args.device)
             results.append(r)
             print(f"\n{env_id}: env steps/s over {args.repeats} x {args.steps} steps after learning starts, "
                   f"{n_fill} transitions in the replay buffers at the start")
@@ -126,9 +129,18 @@ def main() -> None:
             print(f"  learner-score refit       {r['learner_refit_seconds_per_round']:7.2f} s per round "
                   f"of {r['round_steps']} steps")
             print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
-    command = f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} --repeats {args.repeats} --fill {' '.join(map(str, args.fill))}"
-    payload = {"results": results, "command": command, "threads": th.get_num_threads()}
-    write_result(RESULTS, payload)
+    command = (f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} "
+               f"--repeats {args.repeats} --fill {' '.join(map(str, args.fill))} --device {args.device}")
+    payload = {"results": results, "command": command, "threads": th.get_num_threads(), "device": device_name(args.device)}
+    write_result(RESULTS / ("overhead.json" if args.device == "cpu" else f"overhead-{args.device}.json"), payload)
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return th.cuda.get_device_name()
+    models = [line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+              if line.startswith("model name")]
+    return f"{models[0] if models else 'unknown CPU'}, {len(models)} logical cores"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``DiffusionScoreIL``: imitation by diffusion score matching, a drop-in for GAIL/AIRL."""
 
 import contextlib
+import hashlib
 import importlib
 import io
 import time
@@ -161,7 +162,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
         dim = self.expert_data.shape[1]
         with th.random.fork_rng(devices=[]):
-            th.manual_seed(int(th.randint(2**62, (), generator=self.generator).item()))
+            th.manual_seed(int(th.randint(2**62, (), generator=self.generator, device=self.generator.device).item()))
             self.expert_score_net = expert_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
             self.learner_score_net = learner_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
         for name, net in (("expert_score_net", self.expert_score_net), ("learner_score_net", self.learner_score_net)):
@@ -477,6 +478,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             "copy_expert_into_learner": self._copy_expert_into_learner,
             "round": self._global_step,
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
             "global_rng": checkpoint.global_rng_state(),
             "learner": _learner_state(self.gen_algo) if include_learner else None,
         }
@@ -543,9 +545,19 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         trainer._copy_expert_into_learner = state["copy_expert_into_learner"]
         trainer._global_step = state["round"]
         # Random states last: building the trainer above draws from them.
-        trainer.generator.set_state(state["generator"])
+        _restore_generator(trainer.generator, state["generator"], state.get("generator_device", "cpu"))
         checkpoint.set_global_rng_state(state["global_rng"])
         return trainer
+
+
+def _restore_generator(generator: th.Generator, state: th.Tensor, saved_device: str) -> None:
+    """Sets a generator saved on ``saved_device``; on another kind of device, whose
+    generator has another algorithm and state, seeds it from the saved state instead."""
+    if generator.device.type == saved_device:
+        generator.set_state(state)
+    else:
+        digest = hashlib.sha256(state.numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _space_signature(venv: vec_env.VecEnv) -> Dict[str, str]:

@@ -233,6 +233,18 @@ def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_sta
     assert loaded.expert_score_net.fitted_steps.item() == before
 
 
+def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_states):
+    make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
+    state = th.load(tmp_path / "scores.pt", weights_only=True)
+    # A CUDA generator's state is 16 bytes (seed and offset); a CPU generator cannot take it.
+    state["generator"], state["generator_device"] = th.arange(16, dtype=th.uint8), "cuda"
+    th.save(state, tmp_path / "from_gpu.pt")
+    runs = [DiffusionScoreIL.load(tmp_path / "from_gpu.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
+            for _ in range(2)]
+    draws = [th.rand(3, generator=run.generator) for run in runs]
+    assert th.equal(draws[0], draws[1])  # seeded from the saved state, deterministically
+
+
 def test_load_refuses_another_task(tmp_path, venv, sac, pendulum_states):
     make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
     other = make_vec_env("MountainCarContinuous-v0")
