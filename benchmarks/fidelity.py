@@ -1,6 +1,6 @@
 """Fidelity of the production cost estimator against the reference one.
 
-    python benchmarks/fidelity.py [--env Pendulum-v1] [--states 4096]
+    python benchmarks/fidelity.py [--env Pendulum-v1] [--states 4096] [--precision auto]
 
 The reference scores each state at 500 timesteps on an even grid of [0, T),
 one noise draw each, through both score networks. The production estimator is
@@ -28,7 +28,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from common import write_result
 
 from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations, score_net
-from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, diffusion_score_cost
+from sb3_diffusion_il.cost import PRECISIONS, PROFILE_STATES, DiffusionScoreReward, diffusion_score_cost
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 REFERENCE_TIMESTEPS = 500
@@ -51,11 +51,12 @@ def random_policy_states(env_id: str, n: int, seed: int) -> np.ndarray:
     return np.concatenate([t.obs[1:] for t in trajectories]).astype(np.float32)
 
 
-def trained_pair(env_id: str, learner_states: np.ndarray) -> DiffusionScoreIL:
+def trained_pair(env_id: str, learner_states: np.ndarray, precision: str) -> DiffusionScoreIL:
     """A trainer whose expert score is fitted on the demonstrations and learner score on ``learner_states``."""
     venv = make_vec_env(env_id, n_envs=1, seed=0)
     trainer = DiffusionScoreIL(
         demonstrations=load_demonstrations(env_id), venv=venv, gen_algo=SAC("MlpPolicy", venv), seed=0,
+        cost_precision=precision,
     )
     trainer.pretrain_expert(progress_bar=False)
     trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
@@ -79,11 +80,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1", help="a task with bundled demonstrations")
     parser.add_argument("--states", type=int, default=4096)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the production estimator's arithmetic (the reference's is float32)")
     args = parser.parse_args()
     th.manual_seed(0)
 
     states = random_policy_states(args.env, 4 * args.states, seed=0)
-    trainer = trained_pair(args.env, states)
+    trainer = trained_pair(args.env, states, args.precision)
     rng = np.random.default_rng(1)
     x = th.as_tensor(states[rng.choice(len(states), args.states, replace=False)])
     reward = trainer.reward_train
@@ -110,11 +113,13 @@ def main() -> None:
         "mean_relative_error": float(np.mean(errors)),
         "reference_mean_cost": float(reference.mean()),
         "production_mean_cost": float(th.stack(productions).mean()),
+        "precision": args.precision,
+        "bfloat16": reward.bfloat16,
         "evaluations_per_state": {"reference": 2 * REFERENCE_TIMESTEPS, "production": reward.evaluations_per_sample},
         # Once a round, shared by every state scored in it (a round of 1,000 SAC steps
         # scores up to 256,000 minibatch states; this benchmark scores 4,096).
         "production_profile_evaluations": reward.evaluations_per_profile,
-        "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states}",
+        "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states} --precision {args.precision}",
     }
     write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}.json", result)
 

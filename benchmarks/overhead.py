@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from common import write_result
 
 from sb3_diffusion_il import DiffusionScoreIL
+from sb3_diffusion_il.cost import native_bfloat16
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 LEARNING_STARTS = 100
@@ -131,7 +132,10 @@ def main() -> None:
             print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
     command = (f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} "
                f"--repeats {args.repeats} --fill {' '.join(map(str, args.fill))} --device {args.device}")
-    payload = {"results": results, "command": command, "threads": th.get_num_threads(), "device": device_name(args.device)}
+    payload = {
+        "results": results, "command": command, "threads": th.get_num_threads(), "device": device_name(args.device),
+        "cost_bfloat16": native_bfloat16(th.device(args.device)),  # the default cost_precision="auto" takes it
+    }
     write_result(RESULTS / ("overhead.json" if args.device == "cpu" else f"overhead-{args.device}.json"), payload)
 
 

@@ -133,7 +133,8 @@ def run_cell(cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path) -> Di
         if cell.method == "diffusion_score":
             trainer = DiffusionScoreIL(**common, seed=cell.seed)
             context: Any = contextlib.nullcontext(True)
-            variant = "diffusion_score + SAC, relabelled replay"
+            arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
+            variant = f"diffusion_score + SAC, relabelled replay, {arithmetic} cost"
             train_kwargs = {"progress_bar": False}
         else:
             trainer = baselines.make_adversarial(cell.method, demo_batch_size=ADVERSARIAL_DEMO_BATCH, **common)

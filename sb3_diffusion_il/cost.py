@@ -46,6 +46,24 @@ PROFILE_BANDS = 50
 # Noised copies scored per network call: larger batches spill the hidden
 # activations out of the CPU cache and run several times slower per row.
 CHUNK_ROWS = 2048
+# Arithmetic of the score networks in the reward's estimate. "auto" takes
+# bfloat16 where the device computes it natively: the estimate's Monte Carlo
+# noise dwarfs bfloat16's rounding (benchmarks/fidelity.py --precision).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: th.device) -> bool:
+    """Whether ``device`` does bfloat16 matrix products in hardware (elsewhere they are slower than float32)."""
+    if device.type == "cuda":
+        return th.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(getattr(th.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: choose one of {list(PRECISIONS)}.")
 
 
 def diffusion_score_cost(
@@ -186,6 +204,8 @@ class DiffusionScoreReward(RewardNet):
     :param n_timesteps: timesteps per sample in the cost estimate, each scored
         with an antithetic noise pair
     :param generator: random source of timesteps and noise (for reproducible runs)
+    :param precision: arithmetic of the networks in the estimate, one of
+        ``PRECISIONS``; ``"auto"`` is bfloat16 where the device does it natively
     """
 
     def __init__(
@@ -198,9 +218,11 @@ class DiffusionScoreReward(RewardNet):
         conditioning: str = "state",
         n_timesteps: int = 12,
         generator: Optional[th.Generator] = None,
+        precision: str = "auto",
     ):
         super().__init__(observation_space, action_space, normalize_images=False)
         data.check_conditioning(conditioning)
+        check_precision(precision)
         if n_timesteps < 1:
             raise ValueError(f"n_timesteps={n_timesteps} must be at least 1.")
         self.expert = expert
@@ -210,6 +232,8 @@ class DiffusionScoreReward(RewardNet):
         self.n_timesteps = n_timesteps
         self.generator = generator
         device = schedule.signal_scale.device
+        self.precision = precision
+        self.bfloat16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device))
         self.register_buffer("proposal", th.ones(schedule.n_steps, device=device))
         self.register_buffer("timesteps", th.zeros(n_timesteps, dtype=th.long, device=device))
         self.register_buffer("weights", th.ones(n_timesteps, device=device))
@@ -241,7 +265,7 @@ class DiffusionScoreReward(RewardNet):
     def resample_timesteps(self, states: Optional[th.Tensor] = None) -> None:
         """Draws the timesteps of the estimate anew, first profiling the proposal on ``states`` if given."""
         if states is not None:
-            with th.no_grad():
+            with th.no_grad(), self._arithmetic():
                 self.proposal.copy_(timestep_proposal(self.expert, self.learner, self.schedule, states,
                                                       generator=self.generator))
         timesteps, weights = quantile_timesteps(self.proposal, self.n_timesteps, self.generator)
@@ -249,11 +273,15 @@ class DiffusionScoreReward(RewardNet):
         self.weights.copy_(weights)
 
     def cost(self, x: th.Tensor) -> th.Tensor:
-        """Per-sample cost of raw features ``x``."""
-        return diffusion_score_cost(
-            self.expert, self.learner, self.schedule, x, generator=self.generator,
-            timesteps=self.timesteps, weights=self.weights, antithetic=True,
-        )
+        """Per-sample cost of raw features ``x`` (float32, whatever the networks' arithmetic)."""
+        with self._arithmetic():
+            return diffusion_score_cost(
+                self.expert, self.learner, self.schedule, x, generator=self.generator,
+                timesteps=self.timesteps, weights=self.weights, antithetic=True,
+            ).float()
+
+    def _arithmetic(self) -> th.autocast:
+        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.bfloat16)
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
         with th.no_grad():

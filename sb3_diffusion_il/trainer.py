@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from sb3_diffusion_il import checkpoint, data, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
-from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, standardize
+from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, check_precision, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork
 
@@ -80,6 +80,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param cost_timesteps: diffusion timesteps per state in the cost estimate, each
         scored with an antithetic noise pair (4 network evaluations); they are
         importance-sampled from a proposal profiled on learner states every round
+    :param cost_precision: arithmetic of the score networks in the cost estimate:
+        ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where the learner's
+        device computes it natively, e.g. CPUs with AVX512-BF16 or AMX and recent
+        GPUs: about twice as fast on a CPU, with the same fidelity)
     :param reward_std: relabelled minibatches are standardised to mean 0 and this
         standard deviation, as the reference does; None keeps ``-c`` as it is. The
         reward of ``venv_wrapped`` is always the plain ``-c``
@@ -117,6 +121,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         learner_fit_steps: int = 100,
         learner_buffer_size: int = 200_000,
         cost_timesteps: int = 12,
+        cost_precision: str = "auto",
         reward_std: Optional[float] = 0.1,
         gen_train_timesteps: Optional[int] = None,
         log_dir: types.AnyPath = "output/",
@@ -127,6 +132,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         seed: Optional[int] = None,
     ):
         data.check_conditioning(conditioning)
+        check_precision(cost_precision)
         _check_positive(
             demo_batch_size=demo_batch_size,
             expert_fit_steps=expert_fit_steps,
@@ -197,6 +203,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             conditioning,
             cost_timesteps,
             self.generator,
+            cost_precision,
         )
 
         self._log_dir = util.parse_path(log_dir)
@@ -448,6 +455,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             learner_fit_steps=self.learner_fit_steps,
             learner_buffer_size=self.learner_buffer.capacity,
             cost_timesteps=self._reward_net.n_timesteps,
+            cost_precision=self._reward_net.precision,
             reward_std=self.reward_std,
             gen_train_timesteps=self.gen_train_timesteps,
             score_opt_kwargs=self.score_opt_kwargs,

@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from sb3_diffusion_il import DiffusionSchedule, DiffusionScoreReward, ScoreNetwork, diffusion_score_cost
-from sb3_diffusion_il.cost import quantile_timesteps, standardize, timestep_proposal
+from sb3_diffusion_il.cost import native_bfloat16, quantile_timesteps, standardize, timestep_proposal
 from sb3_diffusion_il.score_net import fit
 from test_diffusion import gaussian_optimal_eps
 
@@ -81,7 +81,7 @@ def test_reward_net_is_minus_cost_of_the_chosen_feature(schedule, expert_net):
     act_space = gym.spaces.Box(-1, 1, (1,))
     learner_net = fitted_net(schedule, LEARNER_MEAN, LEARNER_STD, 1)
     reward = DiffusionScoreReward(obs_space, act_space, expert_net, learner_net, schedule, "state", 8,
-                                  th.Generator().manual_seed(5))
+                                  th.Generator().manual_seed(5), precision="float32")
     obs, next_obs = th.randn(8, 2), th.randn(8, 2)
     state = reward.generator.get_state()
     r = reward(obs, th.zeros(8, 1), next_obs, th.zeros(8))
@@ -133,6 +133,30 @@ def test_importance_sampled_reward_estimates_the_score_divergence(schedule, expe
             costs.append(float(reward.cost(learner_x).mean()))
     assert not th.allclose(reward.proposal, reward.proposal.mean())  # it did concentrate
     assert np.mean(costs) == pytest.approx(analytic_divergence(schedule), rel=0.25)
+
+
+def test_bfloat16_arithmetic_keeps_the_costs(schedule, expert_net, learner_net):
+    space = gym.spaces.Box(-np.inf, np.inf, (2,))
+    x = LEARNER_MEAN + LEARNER_STD * th.randn(2000, 2, generator=th.Generator().manual_seed(6))
+    costs = {}
+    for precision in ("float32", "bfloat16"):
+        reward = DiffusionScoreReward(space, space, expert_net, learner_net, schedule, "state", 12,
+                                      th.Generator().manual_seed(7), precision=precision)
+        reward.resample_timesteps(x[:128])
+        with th.no_grad():
+            costs[precision] = reward.cost(x)
+    assert costs["bfloat16"].dtype == th.float32
+    assert not th.equal(costs["bfloat16"], costs["float32"])  # it did compute in bfloat16
+    assert np.corrcoef(costs["bfloat16"].numpy(), costs["float32"].numpy())[0, 1] > 0.99
+    assert float(costs["bfloat16"].mean()) == pytest.approx(float(costs["float32"].mean()), rel=0.05)
+    auto = DiffusionScoreReward(space, space, expert_net, learner_net, schedule)
+    assert auto.bfloat16 == native_bfloat16(th.device("cpu"))
+
+
+def test_unknown_precision(schedule, expert_net):
+    space = gym.spaces.Box(-np.inf, np.inf, (2,))
+    with pytest.raises(ValueError, match="choose one of"):
+        DiffusionScoreReward(space, space, expert_net, expert_net, schedule, precision="float16")
 
 
 def test_standardize():

@@ -82,6 +82,11 @@ def test_unknown_conditioning(venv, sac, pendulum_states):
         make_trainer(venv, sac, pendulum_states, conditioning="action")
 
 
+def test_unknown_cost_precision(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="bfloat16"):
+        make_trainer(venv, sac, pendulum_states, cost_precision="half")
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
