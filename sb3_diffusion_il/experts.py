@@ -19,6 +19,7 @@ import seals  # noqa: F401  (registers the seals/* tasks)
 from imitation.data import rollout, types
 from imitation.data.wrappers import RolloutInfoWrapper
 from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -80,6 +81,7 @@ def train_expert(
     if model_path.exists():
         model = SAC.load(model_path, env=venv)
         model.load_replay_buffer(buffer_path)
+        _grow_replay_buffer(model, total_timesteps)
         curve = json.loads(curve_path.read_text())
     else:
         # A buffer of the whole budget keeps every transition, as SB3's default
@@ -93,13 +95,31 @@ def train_expert(
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5)
         curve.append([model.num_timesteps, float(mean), float(std)])
         print(f"{env_id}: {model.num_timesteps} steps, eval return {mean:.1f} +- {std:.1f}", flush=True)
-        # Write the buffer and model before the curve: a curve entry implies both exist.
+        # Write the buffer and model before the curve: a curve entry implies both
+        # exist. Each under a temporary name, then renamed: a run killed while
+        # writing leaves the previous checkpoint whole, to resume from.
         work_dir.mkdir(parents=True, exist_ok=True)
-        model.save_replay_buffer(buffer_path)
-        model.save(work_dir / "expert.tmp.zip")
-        (work_dir / "expert.tmp.zip").replace(model_path)
+        for path, save in ((buffer_path, model.save_replay_buffer), (model_path, model.save)):
+            temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
+            save(temporary)
+            temporary.replace(path)
         data.atomic_write_bytes(curve_path, json.dumps(curve).encode())
     return model
+
+
+def _grow_replay_buffer(model: SAC, size: int) -> None:
+    """Enlarges the replay buffer to ``size`` rows when a run resumes with a larger
+    budget, keeping the stored transitions in the order they were collected."""
+    old = model.replay_buffer
+    if old.buffer_size >= size:
+        return
+    new = ReplayBuffer(size, old.observation_space, old.action_space, device=old.device, n_envs=old.n_envs)
+    n = old.size()
+    oldest_first = np.roll(np.arange(old.buffer_size), -old.pos) if old.full else np.arange(n)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        getattr(new, name)[:n] = getattr(old, name)[oldest_first]
+    new.pos = n
+    model.replay_buffer = new
 
 
 def plot_curve(curve: List[List[float]], env_id: str, path: pathlib.Path) -> None:
