@@ -12,7 +12,8 @@ the Spearman rank correlation of per-state costs (mean and least over 5 draws
 of the production estimator's timesteps), the relative error of the batch
 mean, the network evaluations per state of each, and the correlation of two
 reference estimates with different noise (the ceiling), and writes them to
-``benchmarks/results/fidelity-<env>.json``.
+``benchmarks/results/fidelity-<env>.json`` (``fidelity-<env>-<precision>.json``
+with a ``--precision`` other than the default).
 """
 
 import argparse
@@ -121,7 +122,8 @@ def main() -> None:
         "production_profile_evaluations": reward.evaluations_per_profile,
         "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states} --precision {args.precision}",
     }
-    write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}.json", result)
+    suffix = "" if args.precision == "auto" else f"-{args.precision}"
+    write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}{suffix}.json", result)
 
 
 if __name__ == "__main__":
