@@ -50,6 +50,11 @@ CHUNK_ROWS = 2048
 # bfloat16 where the device computes it natively: the estimate's Monte Carlo
 # noise dwarfs bfloat16's rounding (benchmarks/fidelity.py --precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
+# Below this many states a call is mostly fixed overhead, which bfloat16's
+# casts add to (benchmarks/cost_speed.py, us per state in float32 / bfloat16:
+# 1 state 377 / 598, 32 states 37 / 43, 256 states 77 / 26): the reward-wrapped
+# env's one state per step stays in float32.
+BFLOAT16_MIN_STATES = 64
 
 
 def native_bfloat16(device: th.device) -> bool:
@@ -265,7 +270,7 @@ class DiffusionScoreReward(RewardNet):
     def resample_timesteps(self, states: Optional[th.Tensor] = None) -> None:
         """Draws the timesteps of the estimate anew, first profiling the proposal on ``states`` if given."""
         if states is not None:
-            with th.no_grad(), self._arithmetic():
+            with th.no_grad(), self._arithmetic(len(states)):
                 self.proposal.copy_(timestep_proposal(self.expert, self.learner, self.schedule, states,
                                                       generator=self.generator))
         timesteps, weights = quantile_timesteps(self.proposal, self.n_timesteps, self.generator)
@@ -274,14 +279,15 @@ class DiffusionScoreReward(RewardNet):
 
     def cost(self, x: th.Tensor) -> th.Tensor:
         """Per-sample cost of raw features ``x`` (float32, whatever the networks' arithmetic)."""
-        with self._arithmetic():
+        with self._arithmetic(len(x)):
             return diffusion_score_cost(
                 self.expert, self.learner, self.schedule, x, generator=self.generator,
                 timesteps=self.timesteps, weights=self.weights, antithetic=True,
             ).float()
 
-    def _arithmetic(self) -> th.autocast:
-        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.bfloat16)
+    def _arithmetic(self, n_states: int) -> th.autocast:
+        return th.autocast(self.device.type, dtype=th.bfloat16,
+                           enabled=self.bfloat16 and n_states >= BFLOAT16_MIN_STATES)
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
         with th.no_grad():
