@@ -1,12 +1,12 @@
 """Imitation quality before and after a harness change: archived results against current ones.
 
-    python benchmarks/quality.py [--before benchmarks/results/harness-v1] [--after benchmarks/results]
+    python benchmarks/quality.py [--before benchmarks/results/harness-v1] [--after benchmarks/results] [--out quality.json]
 
 For every task and method present in both, and at half and all of the
 budget (the report's fractions), prints the IQM of the normalised return over
 seeds with its 95% bootstrap interval, before and after, and whether each IQM
 lies within the other's interval. Writes the rows to
-``benchmarks/results/quality.json``.
+``benchmarks/results/quality.json`` (or the ``--out`` name there).
 """
 
 import argparse
@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=pathlib.Path, default=RESULTS / "harness-v1")
     parser.add_argument("--after", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--out", default="quality.json", help="file name in benchmarks/results")
     args = parser.parse_args()
     before, _ = report.load_results(args.before, current_only=False)
     after, _ = report.load_results(args.after)
@@ -43,8 +44,9 @@ def main() -> None:
                 })
                 print(f"{env_id:22s} {method:16s} {fraction:4.0%}  before {b:5.2f} [{b_lo:5.2f}, {b_hi:5.2f}]  "
                       f"after {a:5.2f} [{a_lo:5.2f}, {a_hi:5.2f}]  after within before's CI: {b_lo <= a <= b_hi}")
-    command = f"python benchmarks/quality.py --before {os.path.relpath(args.before)} --after {os.path.relpath(args.after)}"
-    write_result(RESULTS / "quality.json", {"rows": rows, "command": command})
+    command = (f"python benchmarks/quality.py --before {os.path.relpath(args.before)} "
+               f"--after {os.path.relpath(args.after)} --out {args.out}")
+    write_result(RESULTS / args.out, {"rows": rows, "command": command})
 
 
 if __name__ == "__main__":
