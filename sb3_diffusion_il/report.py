@@ -26,6 +26,8 @@ from sb3_diffusion_il import commands, compare, data, tasks
 
 FRACTIONS = (0.5, 1.0)
 BOOTSTRAP_REPS = 2000
+# Seeds every method needs on a task for the task to count in the overall row.
+OVERALL_MIN_SEEDS = 3
 # results.md is the part of the docs' Benchmarks page (docs/benchmarks.md) that
 # the results decide; the page includes it and says how the numbers are made.
 RESULTS_PAGE_HEAD = (
@@ -86,8 +88,10 @@ def table(results: Results) -> str:
     """Markdown: a row per task (and overall), a column per method, at each budget fraction."""
     methods = [m for m in compare.METHODS if any(m in results[e] for e in results)]
     tasks = [e for e in compare.BUDGETS if e in results]
-    complete = [e for e in tasks if all(results[e].get(m) for m in methods)]
-    rows = [(e, [e]) for e in tasks] + ([("overall", complete)] if len(complete) > 1 else [])
+    # A task joins the overall row once every method has its seeds there, so
+    # that a partly run task does not cut the seeds the others are scored on.
+    complete = [e for e in tasks if all(len(results[e].get(m, ())) >= OVERALL_MIN_SEEDS for m in methods)]
+    rows = [(e, [e]) for e in tasks] + ([(f"overall ({len(complete)} tasks)", complete)] if len(complete) > 1 else [])
     lines = []
     for fraction in FRACTIONS:
         lines += [

@@ -76,6 +76,18 @@ def test_table_and_plot_from_result_files(tmp_path):
     assert (tmp_path / "docs" / "img" / "learning_curves.png").stat().st_size > 1000
 
 
+def test_overall_row_leaves_out_partly_run_tasks(tmp_path):
+    for env_id in ("Pendulum-v1", "InvertedPendulum-v4"):
+        for seed in range(3):
+            for method in ("diffusion_score", "gail"):
+                write(tmp_path, fake_result(method, seed, -200.0, env_id=env_id))
+    write(tmp_path, fake_result("diffusion_score", 0, 0.0, env_id="seals/Hopper-v1"))
+    write(tmp_path, fake_result("gail", 0, 0.0, env_id="seals/Hopper-v1"))
+    results, _ = report.load_results(tmp_path)
+    overall = [line for line in report.table(results).splitlines() if line.startswith("| overall")]
+    assert overall and all(line.startswith("| overall (2 tasks) | – | 3/3 |") for line in overall)
+
+
 def test_bc_cell_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "BC_EPOCHS", 1)
     cell = compare.Cell("bc", "Pendulum-v1", 0, compare.BUDGETS["Pendulum-v1"])
