@@ -62,7 +62,9 @@ def native_bfloat16(device: th.device) -> bool:
     if device.type == "cuda":
         return th.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return any(getattr(th.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        # torch's own probes (private, hence getattr): AVX512-BF16 or AMX instructions.
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(th.cpu, name, lambda: False)() for name in probes)
     return False
 
 

@@ -83,7 +83,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param cost_precision: arithmetic of the score networks in the cost estimate:
         ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where the learner's
         device computes it natively, e.g. CPUs with AVX512-BF16 or AMX and recent
-        GPUs: about twice as fast on a CPU, with the same fidelity)
+        GPUs; faster per state in large calls, with the same fidelity: see
+        ``benchmarks/cost_speed.py`` and ``benchmarks/fidelity.py``)
     :param reward_std: relabelled minibatches are standardised to mean 0 and this
         standard deviation, as the reference does; None keeps ``-c`` as it is. The
         reward of ``venv_wrapped`` is always the plain ``-c``
