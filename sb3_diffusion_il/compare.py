@@ -20,7 +20,7 @@ import pathlib
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
@@ -98,8 +98,13 @@ def is_current(result: Dict[str, Any]) -> bool:
     )
 
 
-def run_cell(cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path) -> Dict[str, Any]:
-    """Trains one method on one task and seed, writing the result file atomically."""
+def run_cell(
+    cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, relabel_refresh: Union[int, str, None] = "auto",
+) -> Dict[str, Any]:
+    """Trains one method on one task and seed, writing the result file atomically.
+
+    :param relabel_refresh: DiffusionScoreIL's setting (its default, unless checking another)
+    """
     th.set_num_threads(1)  # cells run side by side, one per core
     # BC's policy and the adversarial reward nets draw from the process-wide RNGs.
     set_random_seed(cell.seed)
@@ -131,10 +136,12 @@ def run_cell(cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path) -> Di
             allow_variable_horizon=not task.fixed_horizon, custom_logger=logger, log_dir=log_dir,
         )
         if cell.method == "diffusion_score":
-            trainer = DiffusionScoreIL(**common, seed=cell.seed)
+            trainer = DiffusionScoreIL(**common, relabel_refresh=relabel_refresh, seed=cell.seed)
             context: Any = contextlib.nullcontext(True)
             arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
             variant = f"diffusion_score + SAC, relabelled replay, {arithmetic} cost"
+            if relabel_refresh != "auto":
+                variant += f", relabel_refresh={relabel_refresh}"
             train_kwargs = {"progress_bar": False}
         else:
             trainer = baselines.make_adversarial(cell.method, demo_batch_size=ADVERSARIAL_DEMO_BATCH, **common)
@@ -182,13 +189,15 @@ def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell
 
 def run_cells(
     cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int, progress_bar: bool = False,
+    relabel_refresh: Union[int, str, None] = "auto",
 ) -> None:
     """Runs cells in ``workers`` parallel processes, printing each result as it lands.
 
     :param progress_bar: show a progress bar over the cells
+    :param relabel_refresh: see ``run_cell``
     """
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, cell, results_dir, log_dir): cell for cell in cells}
+        futures = {pool.submit(run_cell, cell, results_dir, log_dir, relabel_refresh): cell for cell in cells}
         for future in tqdm(as_completed(futures), total=len(futures), desc="cells", disable=not progress_bar):
             result = future.result()
             print(
@@ -209,6 +218,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=commands.positive_int, default=2, help="cells run side by side")
     parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
+    parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
+                        help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
+                             "default (use another --results-dir: the report does not tell them apart)")
     commands.add_progress_bar_argument(parser)
 
 
@@ -224,7 +236,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar)
+    refresh = "auto" if args.relabel_refresh is None else args.relabel_refresh
+    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, refresh)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

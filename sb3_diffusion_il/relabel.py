@@ -6,6 +6,12 @@ minibatch the learner samples carries the current reward. Each stored
 transition is scored at most once per reward version (a round): its reward is
 written back into the buffer and reused by later minibatches, which is what
 keeps an imitation reward cheap next to the learner's own update.
+
+In a large buffer, a round's minibatches still draw (and would score) up to
+as many distinct transitions as they draw in all, in small batches. A caller
+may instead bound the scoring per round: it keeps each slot's version from one
+round to the next, rescores only the stalest few, in large batches, and lets
+the others keep a reward a few versions old.
 """
 
 import contextlib
@@ -85,6 +91,19 @@ def stored_transitions(buffer: ReplayBuffer, inds: np.ndarray) -> ReplayBufferSa
     return ReplayBufferSamples(*(buffer.to_torch(a.reshape(len(inds) * buffer.n_envs, *a.shape[2:])) for a in arrays))
 
 
+def new_scored_at(buffer: ReplayBuffer) -> np.ndarray:
+    """Per-slot versions of ``buffer``'s stored rewards, none scored yet."""
+    return np.full(buffer.buffer_size, UNSCORED, dtype=np.int64)
+
+
+def stalest(scored_at: np.ndarray, current: int, n: int) -> np.ndarray:
+    """Up to ``n`` slots whose rewards are oldest and not of version ``current``, in slot order."""
+    slots = np.flatnonzero(scored_at != current)
+    if len(slots) > n:
+        slots = np.sort(slots[np.argpartition(scored_at[slots], n - 1)[:n]])
+    return slots
+
+
 @contextlib.contextmanager
 def relabeled_sampling(
     buffer: ReplayBuffer,
@@ -93,6 +112,8 @@ def relabeled_sampling(
     version: Optional[Callable[[], int]] = None,
     expected_draws: Optional[int] = None,
     stores_current_rewards: bool = False,
+    scored_at: Optional[np.ndarray] = None,
+    refresh: Optional[int] = None,
 ) -> Iterator[None]:
     """Within the context, ``buffer``'s minibatches carry ``reward_fn``'s current rewards.
 
@@ -113,10 +134,25 @@ def relabeled_sampling(
         context are already ``reward_fn``'s current ones (it collects on an env
         wrapped with the same reward, as imitation's trainers do), so new
         transitions are not scored again
+    :param scored_at: the version of each slot's stored reward, ``(buffer_size,)``
+        (from ``new_scored_at``), kept by the caller from one context to the next
+        so that rewards can outlive their version: then each entry scores the
+        never-scored transitions and rescores the ``refresh`` stalest others, and
+        a drawn transition is scored only if it was stored within the context.
+        Past the first context, the cost of one stays fixed however large the
+        buffer, and no reward is more than ``ceil(stored / refresh) - 1``
+        versions old
+    :param refresh: transitions rescored on each entry; required with ``scored_at``
     """
     check_relabelable(buffer)
     version = version or (lambda: 0)
-    scored_at = np.full(buffer.buffer_size, UNSCORED, dtype=np.int64)
+    reuses = scored_at is not None
+    if reuses and (refresh is None or refresh < 1):
+        raise ValueError(f"refresh={refresh} must be a positive number of transitions when scored_at is given.")
+    if scored_at is None:
+        scored_at = new_scored_at(buffer)
+    elif scored_at.shape != (buffer.buffer_size,):
+        raise ValueError(f"scored_at has shape {scored_at.shape}, but the buffer has {buffer.buffer_size} slots.")
     original_add, original_get_samples = buffer.add, buffer._get_samples
 
     def score(slots: np.ndarray) -> None:
@@ -129,19 +165,27 @@ def relabeled_sampling(
         original_add(*args, **kwargs)
 
     def get_samples(batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
-        stale = np.unique(batch_inds[scored_at[batch_inds] != version()])
+        drawn = scored_at[batch_inds]
+        stale = np.unique(batch_inds[drawn == UNSCORED if reuses else drawn != version()])
         if len(stale):
             score(stale)
         samples = original_get_samples(batch_inds, env)
         return samples if transform is None else samples._replace(rewards=transform(samples.rewards))
 
     stored = buffer.size()
-    if expected_draws is not None and stored and expected_draws >= EAGER_DRAWS_PER_TRANSITION * stored:
+    if reuses:
+        # The never-scored may hold any reward (the true one of a prefilled buffer).
+        kept = scored_at[:stored]
+        up_front = np.union1d(np.flatnonzero(kept == UNSCORED), stalest(kept, version(), refresh))
+    elif expected_draws is not None and stored and expected_draws >= EAGER_DRAWS_PER_TRANSITION * stored:
         # Nearly every stored transition will be drawn this time: scoring them
         # up front in large batches is several times cheaper per transition
         # than scoring the few new ones of each minibatch.
-        for start in range(0, stored, SCORE_BLOCK):
-            score(np.arange(start, min(start + SCORE_BLOCK, stored)))
+        up_front = np.arange(stored)
+    else:
+        up_front = np.arange(0)
+    for start in range(0, len(up_front), SCORE_BLOCK):
+        score(up_front[start : start + SCORE_BLOCK])
     buffer.add = add  # type: ignore[method-assign]
     buffer._get_samples = get_samples  # type: ignore[method-assign]
     try:

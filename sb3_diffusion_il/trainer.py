@@ -6,7 +6,7 @@ import importlib
 import io
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch as th
@@ -34,6 +34,9 @@ DEFAULT_OFF_POLICY_ROUND = 1000
 # States scored per round to log the mean cost (the divergence estimate).
 N_COST_LOG_SAMPLES = 1024
 HELDOUT_FRACTION = 0.1
+# relabel_refresh="auto" recomputes the cost of one stored transition per this
+# many replay draws of a round (benchmarks/overhead.py measures what it costs).
+AUTO_REFRESH_DRAWS = 4
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
 # Version of the `save` file layout; `load` refuses others.
@@ -85,6 +88,14 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         device computes it natively, e.g. CPUs with AVX512-BF16 or AMX and recent
         GPUs; faster per state in large calls, with the same fidelity: see
         ``benchmarks/cost_speed.py`` and ``benchmarks/fidelity.py``)
+    :param relabel_refresh: off-policy learners: stored transitions whose cost is
+        recomputed each round, the stalest first; the others keep a cost at most
+        ``ceil(stored / relabel_refresh)`` rounds old. ``"auto"``: a quarter of the
+        transitions the learner's minibatches draw in a round (64,000 for SAC's
+        1,000 gradient steps of 256 a round), so that relabelling costs the same
+        however large the replay buffer grows (``benchmarks/overhead.py``); None:
+        every drawn transition carries the round's cost, as in the reference, at a
+        cost per round that grows with the buffer up to the draws
     :param reward_std: relabelled minibatches are standardised to mean 0 and this
         standard deviation, as the reference does; None keeps ``-c`` as it is. The
         reward of ``venv_wrapped`` is always the plain ``-c``
@@ -123,6 +134,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         learner_buffer_size: int = 200_000,
         cost_timesteps: int = 12,
         cost_precision: str = "auto",
+        relabel_refresh: Union[int, str, None] = "auto",
         reward_std: Optional[float] = 0.1,
         gen_train_timesteps: Optional[int] = None,
         log_dir: types.AnyPath = "output/",
@@ -142,6 +154,13 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         )
         if learner_fit_steps < 0:
             raise ValueError(f"learner_fit_steps={learner_fit_steps} must be >= 0.")
+        if relabel_refresh != "auto" and relabel_refresh is not None and (
+            not isinstance(relabel_refresh, int) or relabel_refresh < 1
+        ):
+            raise ValueError(
+                f"relabel_refresh={relabel_refresh!r} must be a positive number of transitions, "
+                "'auto', or None to recompute every drawn transition's cost each round.",
+            )
         if reward_std is not None and reward_std <= 0:
             raise ValueError(f"reward_std={reward_std} must be positive, or None for no normalisation.")
         _check_spaces(venv, gen_algo, conditioning)
@@ -152,6 +171,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_fit_steps = expert_fit_steps
         self.learner_fit_steps = learner_fit_steps
         self.reward_std = reward_std
+        self.relabel_refresh = relabel_refresh
         self.debug_use_ground_truth = debug_use_ground_truth
         self.seed = seed
         self.generator = th.Generator(device=gen_algo.device)
@@ -239,6 +259,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             )
         self._global_step = 0
         self._relabel_costs: List[float] = []
+        # Counts the cost's changes (once a round); each replay slot's stored cost
+        # is of some version, for the buffer it was kept for.
+        self._cost_version = 0
+        self._scored_at: Optional[Tuple[object, np.ndarray]] = None
 
     # -- demonstrations and networks ---------------------------------------------------
 
@@ -318,6 +342,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if len(self.learner_buffer):
             states = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
         self._reward_net.resample_timesteps(states)
+        self._cost_version += 1
 
     def _expected_replay_draws(self, total_timesteps: int) -> Optional[int]:
         """Transitions the off-policy learner's minibatches draw in ``total_timesteps`` env steps.
@@ -330,6 +355,26 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         steps_per_rollout = algo.train_freq.frequency * self.venv.num_envs
         gradient_steps = algo.gradient_steps if algo.gradient_steps >= 0 else steps_per_rollout
         return total_timesteps // steps_per_rollout * gradient_steps * algo.batch_size
+
+    def _relabeled_sampling(self, expected_draws: Optional[int]) -> ContextManager[None]:
+        """The learner's minibatches carry this round's cost, or one at most a few rounds old."""
+        buffer = self.gen_algo.replay_buffer
+        refresh = self.relabel_refresh
+        if refresh == "auto":
+            refresh = None if expected_draws is None else max(1, expected_draws // AUTO_REFRESH_DRAWS)
+        scored_at = None
+        if refresh is not None:
+            if self._scored_at is None or self._scored_at[0] is not buffer:
+                self._scored_at = (buffer, relabel.new_scored_at(buffer))
+            scored_at = self._scored_at[1]
+        return relabel.relabeled_sampling(
+            buffer, self._net_reward, self._minibatch_reward,
+            version=lambda: self._cost_version,
+            expected_draws=expected_draws,
+            stores_current_rewards=True,  # venv_wrapped's reward is this round's -c
+            scored_at=scored_at,
+            refresh=refresh,
+        )
 
     def _minibatch_reward(self, rewards: th.Tensor) -> th.Tensor:
         """Each relabelled minibatch, standardised as the reference does."""
@@ -352,11 +397,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         start = time.perf_counter()
         with self.logger.accumulate_means("gen"):
             if self._relabels:
-                context = relabel.relabeled_sampling(
-                    self.gen_algo.replay_buffer, self._net_reward, self._minibatch_reward,
-                    expected_draws=self._expected_replay_draws(total_timesteps),
-                    stores_current_rewards=True,  # venv_wrapped's reward is this round's -c
-                )
+                context = self._relabeled_sampling(self._expected_replay_draws(total_timesteps))
             else:
                 context = contextlib.nullcontext()
             with context:
@@ -457,6 +498,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             learner_buffer_size=self.learner_buffer.capacity,
             cost_timesteps=self._reward_net.n_timesteps,
             cost_precision=self._reward_net.precision,
+            relabel_refresh=self.relabel_refresh,
             reward_std=self.reward_std,
             gen_train_timesteps=self.gen_train_timesteps,
             score_opt_kwargs=self.score_opt_kwargs,

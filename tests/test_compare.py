@@ -1,5 +1,6 @@
 """The comparison harness and its report: cells, skipping, outdated files, the table."""
 
+import functools
 import json
 
 import pytest
@@ -95,3 +96,14 @@ def test_bc_cell_end_to_end(tmp_path, monkeypatch):
     assert json.loads(cell.path(tmp_path).read_text()) == json.loads(json.dumps(result))
     assert compare.is_current(result) and result["env_steps_per_second"] is None
     assert len(result["curve"]) == 1 and result["curve"][0][0] == 0
+
+
+def test_diffusion_score_cell_records_a_relabel_refresh_other_than_the_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "ROUND_STEPS", 500)
+    monkeypatch.setattr(compare, "DiffusionScoreIL", functools.partial(
+        compare.DiffusionScoreIL, expert_fit_steps=20, learner_fit_steps=2,
+    ))
+    cell = compare.Cell("diffusion_score", "Pendulum-v1", 0, 1000)
+    result = compare.run_cell(cell, tmp_path, tmp_path / "logs", relabel_refresh=300)
+    assert result["variant"].endswith(", relabel_refresh=300")
+    assert [steps for steps, _, _ in result["curve"]] == [0, 500, 1000]

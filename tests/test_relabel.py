@@ -31,7 +31,7 @@ def add(buffer, i):
 
 
 class CountingReward:
-    """Reward = 1000 * version + obs_0 + 10 * obs_1 + 100 * next_obs_0, counting transitions scored."""
+    """Reward = 100000 * version + obs_0 + 10 * obs_1 + 100 * next_obs_0, counting transitions scored."""
 
     def __init__(self):
         self.version = 0
@@ -45,7 +45,7 @@ class CountingReward:
 def expected(samples, version):
     """The reward ``CountingReward`` gives ``samples`` at ``version``, shaped like a minibatch's rewards."""
     obs, next_obs = samples.observations, samples.next_observations
-    return (1000 * version + obs[:, 0] + 10 * obs[:, 1] + 100 * next_obs[:, 0]).reshape(-1, 1)
+    return (100_000 * version + obs[:, 0] + 10 * obs[:, 1] + 100 * next_obs[:, 0]).reshape(-1, 1)
 
 
 @pytest.mark.parametrize("n_envs", [1, 2])
@@ -112,6 +112,43 @@ def test_transitions_are_scored_up_front_when_each_will_be_drawn_twice():
         th.testing.assert_close(stored.rewards.reshape(-1, 1), expected(stored, 0))
         buffer.sample(16)
         assert reward.scored == 20
+
+
+def test_kept_versions_bound_the_scoring_per_context_and_the_age_of_rewards():
+    buffer, reward = filled_buffer(), CountingReward()
+    scored_at = relabel.new_scored_at(buffer)
+
+    def context():
+        return relabel.relabeled_sampling(
+            buffer, reward, version=lambda: reward.version, scored_at=scored_at, refresh=5,
+        )
+
+    for version in range(6):
+        reward.version, reward.scored = version, 0
+        with context():
+            # On entry: every never-scored transition, then the five stalest others.
+            assert reward.scored == (20 if version == 0 else 5)
+            samples = buffer._get_samples(np.arange(20))
+        assert reward.scored == (20 if version == 0 else 5)  # drawing scored nothing more
+        ages = version - (samples.rewards.reshape(-1) // 100_000)
+        assert int(ages.max()) == min(version, 3)  # at most ceil(20 / 5) - 1 versions old
+        th.testing.assert_close(samples.rewards % 100_000, expected(samples, 0))
+    reward.scored = 0
+    with context():
+        add(buffer, 20)  # stored within the context with reward -99: scored when drawn
+        samples = buffer._get_samples(np.array([20]))
+    assert reward.scored == 6
+    th.testing.assert_close(samples.rewards, expected(samples, 5))
+
+
+def test_kept_versions_need_a_refresh_and_the_buffer_s_size():
+    buffer, reward = filled_buffer(), CountingReward()
+    with pytest.raises(ValueError, match="refresh=None"):
+        with relabel.relabeled_sampling(buffer, reward, scored_at=relabel.new_scored_at(buffer)):
+            pass
+    with pytest.raises(ValueError, match="40 slots"):
+        with relabel.relabeled_sampling(buffer, reward, scored_at=np.zeros(7, np.int64), refresh=5):
+            pass
 
 
 def test_rewards_stored_within_the_context_can_count_as_current():

@@ -87,6 +87,12 @@ def test_unknown_cost_precision(venv, sac, pendulum_states):
         make_trainer(venv, sac, pendulum_states, cost_precision="half")
 
 
+@pytest.mark.parametrize("refresh", [0, 2.5, "all"])
+def test_bad_relabel_refresh(venv, sac, pendulum_states, refresh):
+    with pytest.raises(ValueError, match="positive number of transitions"):
+        make_trainer(venv, sac, pendulum_states, relabel_refresh=refresh)
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
