@@ -1,6 +1,6 @@
 """Overhead of DiffusionScoreIL + SAC over plain SAC on the true reward, per env step.
 
-    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...] [--device cpu]
+    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...] [--device cpu] [--out NAME]
 
 Both learners use SB3's default SAC settings on one env, in this one process,
 alternating so that drift in the machine's speed hits both alike. Speed is
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--fill", type=int, nargs="+", default=[50_000],
                         help="random-policy transitions in both replay buffers before measuring")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both learners train")
+    parser.add_argument("--out", help="file name in benchmarks/results (default: overhead.json, overhead-cuda.json)")
     args = parser.parse_args()
     th.set_num_threads(1)
     results = []
@@ -130,13 +131,14 @@ def main() -> None:
             print(f"  learner-score refit       {r['learner_refit_seconds_per_round']:7.2f} s per round "
                   f"of {r['round_steps']} steps")
             print(f"  expert score pretraining  {r['expert_pretrain_seconds']:7.1f} s (once per run)")
+    out = args.out or ("overhead.json" if args.device == "cpu" else f"overhead-{args.device}.json")
     command = (f"python benchmarks/overhead.py --envs {' '.join(args.envs)} --steps {args.steps} "
-               f"--repeats {args.repeats} --fill {' '.join(map(str, args.fill))} --device {args.device}")
+               f"--repeats {args.repeats} --fill {' '.join(map(str, args.fill))} --device {args.device} --out {out}")
     payload = {
         "results": results, "command": command, "threads": th.get_num_threads(), "device": device_name(args.device),
         "cost_bfloat16": native_bfloat16(th.device(args.device)),  # the default cost_precision="auto" takes it
     }
-    write_result(RESULTS / ("overhead.json" if args.device == "cpu" else f"overhead-{args.device}.json"), payload)
+    write_result(RESULTS / out, payload)
 
 
 def device_name(device: str) -> str:
