@@ -90,7 +90,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         ``benchmarks/cost_speed.py`` and ``benchmarks/fidelity.py``)
     :param relabel_refresh: off-policy learners: stored transitions whose cost is
         recomputed each round, the stalest first; the others keep a cost at most
-        ``ceil(stored / relabel_refresh)`` rounds old. ``"auto"``: a quarter of the
+        ``ceil(stored / relabel_refresh) - 1`` rounds old. ``"auto"``: a quarter of the
         transitions the learner's minibatches draw in a round (64,000 for SAC's
         1,000 gradient steps of 256 a round), so that relabelling costs the same
         however large the replay buffer grows (``benchmarks/overhead.py``); None:
