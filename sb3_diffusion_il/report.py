@@ -108,7 +108,7 @@ def table(results: Results) -> str:
                 f"{stats[m][0]:.2f} [{stats[m][1]:.2f}, {stats[m][2]:.2f}]" if m in stats else "–" for m in methods
             ]
             budget = f"{int(fraction * compare.BUDGETS[label]):,}" if label in compare.BUDGETS else "–"
-            n_seeds = "/".join(str(len(matrices[m])) for m in present)
+            n_seeds = "/".join(str(len(matrices[m])) if m in matrices else "0" for m in methods)
             lines.append(f"| {label} | {budget} | {n_seeds} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

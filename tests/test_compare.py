@@ -84,9 +84,13 @@ def test_overall_row_leaves_out_partly_run_tasks(tmp_path):
                 write(tmp_path, fake_result(method, seed, -200.0, env_id=env_id))
     write(tmp_path, fake_result("diffusion_score", 0, 0.0, env_id="seals/Hopper-v1"))
     write(tmp_path, fake_result("gail", 0, 0.0, env_id="seals/Hopper-v1"))
+    write(tmp_path, fake_result("gail", 0, 0.0, env_id="seals/Walker2d-v1"))
     results, _ = report.load_results(tmp_path)
-    overall = [line for line in report.table(results).splitlines() if line.startswith("| overall")]
+    lines = report.table(results).splitlines()
+    overall = [line for line in lines if line.startswith("| overall")]
     assert overall and all(line.startswith("| overall (2 tasks) | – | 3/3 |") for line in overall)
+    walker = [line for line in lines if line.startswith("| seals/Walker2d-v1 |")]
+    assert walker and all("| 0/1 | – |" in line for line in walker)  # no diffusion_score seed there yet
 
 
 def test_bc_cell_end_to_end(tmp_path, monkeypatch):
