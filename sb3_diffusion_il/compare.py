@@ -20,7 +20,7 @@ import pathlib
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from sb3_diffusion_il import baselines, commands, data
 from sb3_diffusion_il.experts import versions
 from sb3_diffusion_il.tasks import get_task
-from sb3_diffusion_il.trainer import DiffusionScoreIL
+from sb3_diffusion_il.trainer import REWARD_NORMALIZATIONS, DiffusionScoreIL
 
 # Bump when a change makes earlier result files incomparable; the report
 # ignores files of another version. 2: the importance-sampled, cached cost
@@ -99,11 +99,12 @@ def is_current(result: Dict[str, Any]) -> bool:
 
 
 def run_cell(
-    cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, relabel_refresh: Union[int, str, None] = "auto",
+    cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Trains one method on one task and seed, writing the result file atomically.
 
-    :param relabel_refresh: DiffusionScoreIL's setting (its default, unless checking another)
+    :param diffusion_kwargs: DiffusionScoreIL settings other than its defaults, to check
+        them (the variant names each)
     """
     th.set_num_threads(1)  # cells run side by side, one per core
     # BC's policy and the adversarial reward nets draw from the process-wide RNGs.
@@ -136,12 +137,11 @@ def run_cell(
             allow_variable_horizon=not task.fixed_horizon, custom_logger=logger, log_dir=log_dir,
         )
         if cell.method == "diffusion_score":
-            trainer = DiffusionScoreIL(**common, relabel_refresh=relabel_refresh, seed=cell.seed)
+            trainer = DiffusionScoreIL(**common, **(diffusion_kwargs or {}), seed=cell.seed)
             context: Any = contextlib.nullcontext(True)
             arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
             variant = f"diffusion_score + SAC, relabelled replay, {arithmetic} cost"
-            if relabel_refresh != "auto":
-                variant += f", relabel_refresh={relabel_refresh}"
+            variant += "".join(f", {name}={value}" for name, value in (diffusion_kwargs or {}).items())
             train_kwargs = {"progress_bar": False}
         else:
             trainer = baselines.make_adversarial(cell.method, demo_batch_size=ADVERSARIAL_DEMO_BATCH, **common)
@@ -189,15 +189,15 @@ def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell
 
 def run_cells(
     cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int, progress_bar: bool = False,
-    relabel_refresh: Union[int, str, None] = "auto",
+    diffusion_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Runs cells in ``workers`` parallel processes, printing each result as it lands.
 
     :param progress_bar: show a progress bar over the cells
-    :param relabel_refresh: see ``run_cell``
+    :param diffusion_kwargs: see ``run_cell``
     """
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, cell, results_dir, log_dir, relabel_refresh): cell for cell in cells}
+        futures = {pool.submit(run_cell, cell, results_dir, log_dir, diffusion_kwargs): cell for cell in cells}
         for future in tqdm(as_completed(futures), total=len(futures), desc="cells", disable=not progress_bar):
             result = future.result()
             print(
@@ -221,6 +221,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
                              "default (use another --results-dir: the report does not tell them apart)")
+    parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
+                        help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
+                             "default (use another --results-dir, as for --relabel-refresh)")
     commands.add_progress_bar_argument(parser)
 
 
@@ -236,8 +239,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    refresh = "auto" if args.relabel_refresh is None else args.relabel_refresh
-    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, refresh)
+    settings = {"relabel_refresh": args.relabel_refresh, "reward_normalization": args.reward_normalization}
+    diffusion_kwargs = {name: value for name, value in settings.items() if value is not None}
+    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -189,9 +189,25 @@ def quantile_timesteps(
     return t, proposal.mean() / proposal[t]
 
 
-def standardize(rewards: th.Tensor, std: float) -> th.Tensor:
-    """Shifts and scales a batch of rewards to mean 0 and standard deviation ``std``."""
-    return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8) * std
+# Quartiles of a normal distribution lie this many standard deviations apart.
+NORMAL_IQR = 1.349
+# Robustly standardised rewards are clipped at this many standard deviations.
+ROBUST_CLIP = 3.0
+
+
+def standardize(rewards: th.Tensor, std: float, robust: bool = False) -> th.Tensor:
+    """Shifts and scales a batch of rewards to mean 0 and standard deviation ``std``.
+
+    :param robust: centre on the median and scale by the interquartile range (as a
+        normal distribution's relates to its std), then clip at ``ROBUST_CLIP`` stds:
+        a few transitions of very high cost (an agent falling over) then do not
+        set the scale of everyone else's reward
+    """
+    if not robust:
+        return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8) * std
+    q1, median, q3 = th.quantile(rewards.float(), th.tensor([0.25, 0.5, 0.75], device=rewards.device))
+    spread = (q3 - q1) / NORMAL_IQR
+    return ((rewards - median) / (spread + 1e-8)).clamp(-ROBUST_CLIP, ROBUST_CLIP) * std
 
 
 class DiffusionScoreReward(RewardNet):

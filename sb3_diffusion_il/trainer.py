@@ -37,6 +37,7 @@ HELDOUT_FRACTION = 0.1
 # relabel_refresh="auto" recomputes the cost of one stored transition per this
 # many replay draws of a round (benchmarks/overhead.py measures what it costs).
 AUTO_REFRESH_DRAWS = 4
+REWARD_NORMALIZATIONS = ("mean_std", "robust")
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
 # Version of the `save` file layout; `load` refuses others.
@@ -99,6 +100,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param reward_std: relabelled minibatches are standardised to mean 0 and this
         standard deviation, as the reference does; None keeps ``-c`` as it is. The
         reward of ``venv_wrapped`` is always the plain ``-c``
+    :param reward_normalization: how minibatches are standardised to ``reward_std``:
+        ``"mean_std"`` (the reference) or ``"robust"`` (median and interquartile
+        range, clipped at 3 stds; see ``cost.standardize``), for tasks where a few
+        very costly states, e.g. of an agent falling, would squeeze the rest
     :param gen_train_timesteps: learner env steps per round (default: one rollout
         for on-policy learners, 1000 steps for off-policy ones)
     :param log_dir: directory for TensorBoard summaries
@@ -136,6 +141,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         cost_precision: str = "auto",
         relabel_refresh: Union[int, str, None] = "auto",
         reward_std: Optional[float] = 0.1,
+        reward_normalization: str = "mean_std",
         gen_train_timesteps: Optional[int] = None,
         log_dir: types.AnyPath = "output/",
         custom_logger: Optional[imit_logger.HierarchicalLogger] = None,
@@ -163,6 +169,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             )
         if reward_std is not None and reward_std <= 0:
             raise ValueError(f"reward_std={reward_std} must be positive, or None for no normalisation.")
+        if reward_normalization not in REWARD_NORMALIZATIONS:
+            raise ValueError(
+                f"reward_normalization={reward_normalization!r} is not one of {REWARD_NORMALIZATIONS}.",
+            )
         _check_spaces(venv, gen_algo, conditioning)
         self.conditioning = conditioning
         self.venv = venv
@@ -171,6 +181,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_fit_steps = expert_fit_steps
         self.learner_fit_steps = learner_fit_steps
         self.reward_std = reward_std
+        self.reward_normalization = reward_normalization
         self.relabel_refresh = relabel_refresh
         self.debug_use_ground_truth = debug_use_ground_truth
         self.seed = seed
@@ -380,7 +391,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         """Each relabelled minibatch, standardised as the reference does."""
         self._relabel_costs.append(-float(rewards.mean()))
         if self.reward_std is not None:
-            rewards = standardize(rewards, self.reward_std)
+            rewards = standardize(rewards, self.reward_std, robust=self.reward_normalization == "robust")
         _check_finite(rewards, "relabelled reward", self._global_step)
         return rewards
 
@@ -500,6 +511,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             cost_precision=self._reward_net.precision,
             relabel_refresh=self.relabel_refresh,
             reward_std=self.reward_std,
+            reward_normalization=self.reward_normalization,
             gen_train_timesteps=self.gen_train_timesteps,
             score_opt_kwargs=self.score_opt_kwargs,
             seed=self.seed,

@@ -102,12 +102,13 @@ def test_bc_cell_end_to_end(tmp_path, monkeypatch):
     assert len(result["curve"]) == 1 and result["curve"][0][0] == 0
 
 
-def test_diffusion_score_cell_records_a_relabel_refresh_other_than_the_default(tmp_path, monkeypatch):
+def test_diffusion_score_cell_records_settings_other_than_the_defaults(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "ROUND_STEPS", 500)
     monkeypatch.setattr(compare, "DiffusionScoreIL", functools.partial(
         compare.DiffusionScoreIL, expert_fit_steps=20, learner_fit_steps=2,
     ))
     cell = compare.Cell("diffusion_score", "Pendulum-v1", 0, 1000)
-    result = compare.run_cell(cell, tmp_path, tmp_path / "logs", relabel_refresh=300)
-    assert result["variant"].endswith(", relabel_refresh=300")
+    settings = {"relabel_refresh": 300, "reward_normalization": "robust"}
+    result = compare.run_cell(cell, tmp_path, tmp_path / "logs", settings)
+    assert result["variant"].endswith(", relabel_refresh=300, reward_normalization=robust")
     assert [steps for steps, _, _ in result["curve"]] == [0, 500, 1000]

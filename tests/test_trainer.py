@@ -93,6 +93,11 @@ def test_bad_relabel_refresh(venv, sac, pendulum_states, refresh):
         make_trainer(venv, sac, pendulum_states, relabel_refresh=refresh)
 
 
+def test_unknown_reward_normalization(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="'robust'"):
+        make_trainer(venv, sac, pendulum_states, reward_normalization="median")
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
@@ -121,6 +126,14 @@ def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_sta
     assert np.count_nonzero(stored) > 100
     # Outside training, the buffer is SB3's own again.
     assert not {"add", "_get_samples"} & set(vars(sac.replay_buffer))
+
+
+def test_robust_reward_normalization_bounds_relabelled_minibatches(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, reward_std=0.1, reward_normalization="robust")
+    costs = th.cat([th.linspace(0.0, 1.0, 250), th.full((6,), 1e3)])
+    rewards = trainer._minibatch_reward(-costs)
+    assert float(rewards.min()) == pytest.approx(-0.3) and float(rewards.max()) <= 0.3
+    assert float(rewards[:250].std(unbiased=False)) > 0.05
 
 
 def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
@@ -227,11 +240,14 @@ def test_drop_in_for_gail(tmp_path, pendulum_trajectories):
 
 
 def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_states):
-    trainer = make_trainer(venv, sac, pendulum_states, cost_timesteps=8, reward_std=None)
+    trainer = make_trainer(
+        venv, sac, pendulum_states, cost_timesteps=8, reward_std=None, reward_normalization="robust",
+    )
     trainer.train(200, progress_bar=False)
     trainer.save(tmp_path / "scores.pt")
     loaded = DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
     assert loaded.reward_std is None and loaded._reward_net.n_timesteps == 8
+    assert loaded.reward_normalization == "robust"
     x = th.as_tensor(pendulum_states[:100])
     for name in ("expert_score_net", "learner_score_net"):
         a, b = getattr(trainer, name), getattr(loaded, name)
