@@ -224,6 +224,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
                         help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
                              "default (use another --results-dir, as for --relabel-refresh)")
+    parser.add_argument("--debug-use-ground-truth", action="store_true",
+                        help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
+                             "the task's budget when the reward is not the limit (another --results-dir)")
     commands.add_progress_bar_argument(parser)
 
 
@@ -239,7 +242,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    settings = {"relabel_refresh": args.relabel_refresh, "reward_normalization": args.reward_normalization}
+    settings = {
+        "relabel_refresh": args.relabel_refresh,
+        "reward_normalization": args.reward_normalization,
+        "debug_use_ground_truth": args.debug_use_ground_truth or None,
+    }
     diffusion_kwargs = {name: value for name, value in settings.items() if value is not None}
     run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs)
 

@@ -112,3 +112,12 @@ def test_diffusion_score_cell_records_settings_other_than_the_defaults(tmp_path,
     result = compare.run_cell(cell, tmp_path, tmp_path / "logs", settings)
     assert result["variant"].endswith(", relabel_refresh=300, reward_normalization=robust")
     assert [steps for steps, _, _ in result["curve"]] == [0, 500, 1000]
+
+
+def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
+    passed = []
+    monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[-1]))
+    base = ["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path)]
+    compare.main(base)
+    compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth"])
+    assert passed == [{}, {"reward_normalization": "robust", "debug_use_ground_truth": True}]
