@@ -32,6 +32,17 @@ def positive_int(text: str) -> int:
     return _int(text, 1, "positive")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer of at least 0."""
     return _int(text, 0, "zero or more")

@@ -221,6 +221,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
                              "default (use another --results-dir: the report does not tell them apart)")
+    parser.add_argument("--reward-std", type=commands.positive_float, default=None,
+                        help="DiffusionScoreIL's reward_std (the other methods' rewards are not "
+                             "standardised), to check a setting other than the default (another --results-dir)")
     parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
                         help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
                              "default (use another --results-dir, as for --relabel-refresh)")
@@ -244,6 +247,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     settings = {
         "relabel_refresh": args.relabel_refresh,
+        "reward_std": args.reward_std,
         "reward_normalization": args.reward_normalization,
         "debug_use_ground_truth": args.debug_use_ground_truth or None,
     }

@@ -122,6 +122,7 @@ def test_compare_then_plot(tmp_path):
         (["make-demos", "Pendulum-v1", "--timesteps", "-1"], "argument --timesteps: -1 is not positive"),
         (["compare", "--methods", "dac"], "Unknown method 'dac'"),
         (["compare", "--workers", "0"], "argument --workers: 0 is not positive"),
+        (["compare", "--reward-std", "-1"], "argument --reward-std: -1.0 is not positive"),
         (["plot", "--readme", "missing.md"], "no README at missing.md"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

@@ -119,5 +119,5 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[-1]))
     base = ["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path)]
     compare.main(base)
-    compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth"])
-    assert passed == [{}, {"reward_normalization": "robust", "debug_use_ground_truth": True}]
+    compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth", "--reward-std", "1"])
+    assert passed == [{}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True}]
