@@ -196,7 +196,7 @@ ROBUST_CLIP = 3.0
 
 
 def standardize(rewards: th.Tensor, std: float, robust: bool = False) -> th.Tensor:
-    """Shifts and scales a batch of rewards to mean 0 and standard deviation ``std``.
+    """Shifts and scales a batch of rewards to mean 0 (median 0 if ``robust``) and standard deviation ``std``.
 
     :param robust: centre on the median and scale by the interquartile range (as a
         normal distribution's relates to its std), then clip at ``ROBUST_CLIP`` stds:

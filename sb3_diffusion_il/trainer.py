@@ -103,7 +103,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param reward_normalization: how minibatches are standardised to ``reward_std``:
         ``"mean_std"`` (the reference) or ``"robust"`` (median and interquartile
         range, clipped at 3 stds; see ``cost.standardize``), for tasks where a few
-        very costly states, e.g. of an agent falling, would squeeze the rest
+        very costly states, e.g. of an agent falling, would squeeze the rest (on
+        seals/Hopper-v1 it changed nothing: ``docs/benchmarks.md``)
     :param gen_train_timesteps: learner env steps per round (default: one rollout
         for on-policy learners, 1000 steps for off-policy ones)
     :param log_dir: directory for TensorBoard summaries
