@@ -218,6 +218,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=commands.positive_int, default=2, help="cells run side by side")
     parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
+    parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default=None,
+                        help="what DiffusionScoreIL diffuses, to check a setting other than the default "
+                             "'state' (another --results-dir)")
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
                              "default (use another --results-dir: the report does not tell them apart)")
@@ -246,6 +249,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     settings = {
+        "conditioning": args.conditioning,
         "relabel_refresh": args.relabel_refresh,
         "reward_std": args.reward_std,
         "reward_normalization": args.reward_normalization,

@@ -120,4 +120,8 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     base = ["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path)]
     compare.main(base)
     compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth", "--reward-std", "1"])
-    assert passed == [{}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True}]
+    compare.main(base + ["--conditioning", "state_action"])
+    assert passed == [
+        {}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True},
+        {"conditioning": "state_action"},
+    ]
