@@ -11,41 +11,36 @@ the command as typed in ``args.command_line``. The same two functions serve
 import argparse
 import shlex
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
+Number = TypeVar("Number", int, float)
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, argparse.ArgumentParser], None]
 
 
-def _int(text: str, minimum: int, what: str) -> int:
+def _number(text: str, kind: Callable[[str], Number], noun: str, valid: Callable[[Number], bool], what: str) -> Number:
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+    if not valid(value):
         raise argparse.ArgumentTypeError(f"{value} is not {what}")
     return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1 (``8_000`` is read as 8000)."""
-    return _int(text, 1, "positive")
+    return _number(text, int, "an integer", lambda value: value >= 1, "positive")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
+    return _number(text, float, "a number", lambda value: value > 0, "positive")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer of at least 0."""
-    return _int(text, 0, "zero or more")
+    return _number(text, int, "an integer", lambda value: value >= 0, "zero or more")
 
 
 def add_progress_bar_argument(parser: argparse.ArgumentParser) -> None:

@@ -58,6 +58,11 @@ LEARNER_KWARGS: Dict[str, Dict[str, Any]] = {
 }
 MUJOCO_LEARNER_KWARGS = dict(learning_starts=5_000, ent_coef="auto_0.1")
 ROUND_STEPS = 1_000
+# DiffusionScoreIL settings the command line can set to other than their defaults
+# (each a flag of the same name), for checks in their own results directories.
+CHECKABLE_SETTINGS = (
+    "conditioning", "relabel_refresh", "reward_std", "reward_normalization", "debug_use_ground_truth",
+)
 N_EVAL_POINTS = 10
 N_EVAL_EPISODES = 10
 EVAL_SEED = 100_000
@@ -230,7 +235,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
                         help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
                              "default (use another --results-dir, as for --relabel-refresh)")
-    parser.add_argument("--debug-use-ground-truth", action="store_true",
+    parser.add_argument("--debug-use-ground-truth", action="store_true", default=None,
                         help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
                              "the task's budget when the reward is not the limit (another --results-dir)")
     commands.add_progress_bar_argument(parser)
@@ -248,14 +253,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    settings = {
-        "conditioning": args.conditioning,
-        "relabel_refresh": args.relabel_refresh,
-        "reward_std": args.reward_std,
-        "reward_normalization": args.reward_normalization,
-        "debug_use_ground_truth": args.debug_use_ground_truth or None,
+    diffusion_kwargs = {
+        name: getattr(args, name) for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
     }
-    diffusion_kwargs = {name: value for name, value in settings.items() if value is not None}
     run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs)
 
 
