@@ -1,6 +1,6 @@
 """Quickstart: imitate a SAC expert on Pendulum-v1 from bundled state-only demonstrations.
 
-    python examples/quickstart.py [--timesteps 8000] [--seed 0]
+    python examples/quickstart.py [--timesteps 10000] [--seed 0]
 
 The 10 bundled expert episodes are reduced to their states (no actions), a
 fresh SAC learner is trained by DiffusionScoreIL for ``--timesteps`` env steps,
@@ -31,13 +31,11 @@ def true_return(policy, n_episodes: int = 10) -> float:
     return float(mean)
 
 
-def run(timesteps: int = 8000, seed: int = 0, progress_bar: bool = True) -> Dict[str, float]:
+def run(timesteps: int = 10_000, seed: int = 0, progress_bar: bool = True) -> Dict[str, float]:
     """Trains a SAC learner by DiffusionScoreIL and returns the true returns around it."""
     states = np.concatenate([traj.obs for traj in load_demonstrations(ENV_ID)])
     venv = make_vec_env(ENV_ID, n_envs=1, seed=seed)
-    # The reference pairs rewards of std 0.1 (DiffusionScoreIL's default) with an
-    # initial entropy temperature of 0.1; SB3 starts it at 1.0.
-    learner = SAC("MlpPolicy", venv, learning_rate=1e-3, ent_coef="auto_0.1", seed=seed)
+    learner = SAC("MlpPolicy", venv, seed=seed)  # SB3's defaults
     trainer = DiffusionScoreIL(demonstrations=states, venv=venv, gen_algo=learner, seed=seed)
 
     stats = expert_stats(ENV_ID)
@@ -53,7 +51,7 @@ def run(timesteps: int = 8000, seed: int = 0, progress_bar: bool = True) -> Dict
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timesteps", type=int, default=8000, help="learner env steps")
+    parser.add_argument("--timesteps", type=int, default=10_000, help="learner env steps")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     result = run(args.timesteps, args.seed)

@@ -33,7 +33,7 @@ from sb3_diffusion_il.trainer import DiffusionScoreIL
 
 PROG = "sb3-diffusion-il"
 ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "ppo": PPO}
-# Learners whose entropy temperature the reference starts at 0.1 (see compare.LEARNER_KWARGS).
+# Learners with an entropy temperature (see compare.LEARNERS).
 ENTROPY_ALGOS = ("sac", "tqc")
 POLICY_FILE, TRAINER_FILE, RUN_FILE = "policy.zip", "trainer.pt", "run.json"
 EVAL_SEED = 10_000  # evaluation episodes never share seeds with training ones
@@ -101,13 +101,15 @@ def resolve_demonstrations(source: str, env_id: Optional[str] = None) -> Demonst
 
 
 def learner_kwargs(algo: str, env_id: str) -> Dict[str, Any]:
-    """The comparison harness's learner settings for ``env_id``, less those ``algo`` lacks.
+    """The comparison harness's SAC settings for ``env_id``, less those ``algo`` lacks.
 
-    On-policy PPO keeps SB3's defaults; TD3 and DDPG have no entropy temperature.
+    PPO keeps SB3's defaults, as does a task whose harness learner is not SAC;
+    TD3 and DDPG have no entropy temperature.
     """
-    if not issubclass(ALGOS[algo], OffPolicyAlgorithm):
+    harness = compare.learner(env_id)
+    if not issubclass(ALGOS[algo], OffPolicyAlgorithm) or harness.algo != "SAC":
         return {}
-    kwargs = dict(compare.learner_kwargs(env_id))
+    kwargs = dict(harness.kwargs)
     if algo not in ENTROPY_ALGOS:
         kwargs.pop("ent_coef", None)
     return kwargs

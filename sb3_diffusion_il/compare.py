@@ -7,9 +7,10 @@ already done are skipped, so results accumulate across sessions::
 
     python -m sb3_diffusion_il.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
 
-(or ``sb3-diffusion-il compare ...``). All methods train the same SAC learner
-with the same settings and budget on a task; the adversarial ones get replay
-relabelling too (``variant`` records it).
+(or ``sb3-diffusion-il compare ...``). All methods train the same learner with
+the same settings and budget on a task, built as SB3's and imitation's docs
+build it (``LEARNERS``); with an off-policy learner the adversarial ones get
+replay relabelling too (``variant`` records it).
 """
 
 import argparse
@@ -25,7 +26,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
 from imitation.util import logger as imit_logger
-from stable_baselines3 import SAC
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
@@ -38,25 +41,59 @@ from sb3_diffusion_il.trainer import REWARD_NORMALIZATIONS, DiffusionScoreIL
 
 # Bump when a change makes earlier result files incomparable; the report
 # ignores files of another version. 2: the importance-sampled, cached cost
-# estimate, and GAIL/AIRL relabelling with the reward net in eval mode
-# (version 1's files are kept in benchmarks/results/harness-v1).
-HARNESS_VERSION = 2
+# estimate, and GAIL/AIRL relabelling with the reward net in eval mode. 3: the
+# learner's reward scale chosen from the learner (reward_std="auto", rewards
+# standardised once a round), SB3's default SAC on Pendulum-v1, and
+# seals/CartPole-v0 with imitation's tutorial PPO (versions 1 and 2's files
+# are kept in benchmarks/results/harness-v1 and harness-v2).
+HARNESS_VERSION = 3
 METHODS = ("diffusion_score", "gail", "airl", "bc")
 # Env-step budget per task, the same for every method (what this CPU affords).
 BUDGETS: Dict[str, int] = {
+    "seals/CartPole-v0": 200_000,
     "Pendulum-v1": 10_000,
     "InvertedPendulum-v4": 10_000,
     "seals/HalfCheetah-v1": 50_000,
     "seals/Hopper-v1": 50_000,
     "seals/Walker2d-v1": 50_000,
 }
-# The learner every method trains. The initial entropy temperature of 0.1 is
-# the reference's (SB3 starts at 1.0, which drowns small imitation rewards).
-LEARNER_KWARGS: Dict[str, Dict[str, Any]] = {
-    "Pendulum-v1": dict(learning_rate=1e-3, ent_coef="auto_0.1"),
-    "InvertedPendulum-v4": dict(learning_rate=1e-3, ent_coef="auto_0.1"),
+LEARNER_ALGOS = {"SAC": SAC, "PPO": PPO}
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """The learner every method trains on a task.
+
+    :param algo: a key of ``LEARNER_ALGOS``
+    :param kwargs: its settings beyond SB3's defaults
+    :param n_envs: environments it steps side by side
+    """
+
+    algo: str
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    n_envs: int = 1
+
+    def build(self, venv, seed: int) -> BaseAlgorithm:
+        return LEARNER_ALGOS[self.algo]("MlpPolicy", venv, seed=seed, **self.kwargs)
+
+
+# imitation's GAIL tutorial: its PPO, on 8 envs, and its GAIL settings.
+TUTORIAL_PPO = Learner(
+    "PPO", dict(batch_size=64, ent_coef=0.0, learning_rate=0.0004, gamma=0.95, n_epochs=5), n_envs=8,
+)
+TUTORIAL_GAIL = dict(demo_batch_size=1024, gen_replay_buffer_capacity=512, n_disc_updates_per_round=8)
+# Pendulum-v1 and CartPole learners are built as SB3's and imitation's docs build
+# them. The others keep harness version 2's: an initial entropy temperature of
+# 0.1 (the reference's; DiffusionScoreIL's reward_std="auto" follows it).
+LEARNERS: Dict[str, Learner] = {
+    "seals/CartPole-v0": TUTORIAL_PPO,
+    "Pendulum-v1": Learner("SAC"),
+    "InvertedPendulum-v4": Learner("SAC", dict(learning_rate=1e-3, ent_coef="auto_0.1")),
 }
-MUJOCO_LEARNER_KWARGS = dict(learning_starts=5_000, ent_coef="auto_0.1")
+MUJOCO_LEARNER = Learner("SAC", dict(learning_starts=5_000, ent_coef="auto_0.1"))
+ADVERSARIAL_KWARGS: Dict[str, Dict[str, Any]] = {"seals/CartPole-v0": TUTORIAL_GAIL}
+# Rounds of off-policy learners (imitation's trainers have no default for them);
+# on-policy ones take one rollout, both trainers' default.
 ROUND_STEPS = 1_000
 # DiffusionScoreIL settings the command line can set to other than their defaults
 # (each a flag of the same name), for checks in their own results directories.
@@ -66,7 +103,7 @@ CHECKABLE_SETTINGS = (
 N_EVAL_POINTS = 10
 N_EVAL_EPISODES = 10
 EVAL_SEED = 100_000
-ADVERSARIAL_DEMO_BATCH = 512
+ADVERSARIAL_DEFAULTS = dict(demo_batch_size=512)
 BC_EPOCHS = 100
 DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
 
@@ -92,8 +129,8 @@ def check_choices(methods: Iterable[str], tasks: Iterable[str]) -> None:
             raise ValueError(f"Unknown task {task!r}: choose from {list(BUDGETS)}.")
 
 
-def learner_kwargs(env_id: str) -> Dict[str, Any]:
-    return LEARNER_KWARGS.get(env_id, MUJOCO_LEARNER_KWARGS)
+def learner(env_id: str) -> Learner:
+    return LEARNERS.get(env_id, MUJOCO_LEARNER)
 
 
 def is_current(result: Dict[str, Any]) -> bool:
@@ -115,7 +152,8 @@ def run_cell(
     # BC's policy and the adversarial reward nets draw from the process-wide RNGs.
     set_random_seed(cell.seed)
     task = get_task(cell.env_id)
-    venv = make_vec_env(cell.env_id, n_envs=1, seed=cell.seed)
+    spec = learner(cell.env_id)
+    venv = make_vec_env(cell.env_id, n_envs=spec.n_envs, seed=cell.seed)
     eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed)
     demonstrations = data.load_demonstrations(cell.env_id)
     logger = imit_logger.configure(log_dir / cell.path(pathlib.Path()).with_suffix(""), ["csv"])
@@ -136,40 +174,45 @@ def run_cell(
         evaluate(trainer.policy, 0)
         variant, env_steps = f"bc, {BC_EPOCHS} epochs", 0
     else:
-        learner = SAC("MlpPolicy", venv, seed=cell.seed, **learner_kwargs(cell.env_id))
+        gen_algo = spec.build(venv, cell.seed)
+        off_policy = isinstance(gen_algo, OffPolicyAlgorithm)
         common = dict(
-            demonstrations=demonstrations, venv=venv, gen_algo=learner, gen_train_timesteps=ROUND_STEPS,
+            demonstrations=demonstrations, venv=venv, gen_algo=gen_algo,
+            gen_train_timesteps=ROUND_STEPS if off_policy else None,
             allow_variable_horizon=not task.fixed_horizon, custom_logger=logger, log_dir=log_dir,
         )
         if cell.method == "diffusion_score":
             trainer = DiffusionScoreIL(**common, **(diffusion_kwargs or {}), seed=cell.seed)
             context: Any = contextlib.nullcontext(True)
             arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
-            variant = f"diffusion_score + SAC, relabelled replay, {arithmetic} cost"
+            delivery = "relabelled replay" if off_policy else "reward-wrapped env"
+            variant = f"diffusion_score + {spec.algo}, {delivery}, {arithmetic} cost"
             variant += "".join(f", {name}={value}" for name, value in (diffusion_kwargs or {}).items())
             train_kwargs = {"progress_bar": False}
         else:
-            trainer = baselines.make_adversarial(cell.method, demo_batch_size=ADVERSARIAL_DEMO_BATCH, **common)
+            adversarial = ADVERSARIAL_KWARGS.get(cell.env_id, ADVERSARIAL_DEFAULTS)
+            trainer = baselines.make_adversarial(cell.method, **adversarial, **common)
             context = baselines.relabeled(trainer)
-            variant = f"{cell.method} (state-only reward) + SAC, relabelled replay"
+            variant = f"{cell.method} (state-only reward) + {spec.algo}"
+            variant += ", relabelled replay" if off_policy else ""
             train_kwargs = {}  # imitation's trainers always show their progress bar
-        evaluate(learner.policy, 0)
+        evaluate(gen_algo.policy, 0)
         eval_every = cell.budget // N_EVAL_POINTS
 
         def callback(round_: int) -> None:
-            if learner.num_timesteps >= len(curve) * eval_every:
-                evaluate(learner.policy, learner.num_timesteps)
+            if gen_algo.num_timesteps >= len(curve) * eval_every:
+                evaluate(gen_algo.policy, gen_algo.num_timesteps)
 
         with context:
             trainer.train(cell.budget, callback=callback, **train_kwargs)
-        env_steps = learner.num_timesteps
+        env_steps = gen_algo.num_timesteps
     wall = time.perf_counter() - start
     result = {
         "harness_version": HARNESS_VERSION,
         **dataclasses.asdict(cell),
         "variant": variant,
-        "learner": "SAC",
-        "learner_kwargs": learner_kwargs(cell.env_id) if cell.method != "bc" else None,
+        "learner": spec.algo if cell.method != "bc" else None,
+        "learner_kwargs": dict(spec.kwargs, n_envs=spec.n_envs) if cell.method != "bc" else None,
         "n_eval_episodes": N_EVAL_EPISODES,
         "curve": curve,
         "final_return": curve[-1][1],

@@ -210,6 +210,18 @@ def standardize(rewards: th.Tensor, std: float, robust: bool = False) -> th.Tens
     return ((rewards - median) / (spread + 1e-8)).clamp(-ROBUST_CLIP, ROBUST_CLIP) * std
 
 
+def saturation_scale(learner_costs: th.Tensor, expert_costs: th.Tensor, quantile: float) -> float:
+    """The cost scale ``s`` of the saturated reward ``tanh(-c / s)``.
+
+    ``s`` is the ``quantile`` of the learner's costs, so that states much costlier
+    than the learner's better ones all get nearly the same reward, as a saturated
+    discriminator gives them; it is at least the spread of the cost across the
+    expert's own states, which is the estimate's noise, so that a learner that
+    matches the expert is not rewarded by the sign of that noise.
+    """
+    return max(float(th.quantile(learner_costs.float(), quantile)), float(expert_costs.float().std()), 1e-8)
+
+
 class DiffusionScoreReward(RewardNet):
     """imitation ``RewardNet`` whose reward is ``-c`` of a transition's feature.
 

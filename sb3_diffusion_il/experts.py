@@ -1,9 +1,9 @@
-"""Train an SB3 SAC expert for a task and write its demonstrations and manifest.
+"""Train an SB3 expert (SAC or PPO, as the task says) and write its demonstrations and manifest.
 
 Run ``python -m sb3_diffusion_il.experts ENV_ID`` (or ``sb3-diffusion-il make-demos
-ENV_ID``). Training is resumable: the model, its replay buffer and the learning
-curve are checkpointed in ``--work-dir`` after every evaluation, and a rerun
-continues from there.
+ENV_ID``). Training is resumable: the model, its replay buffer (SAC) and the
+learning curve are checkpointed in ``--work-dir`` after every evaluation, and a
+rerun continues from there.
 """
 
 import argparse
@@ -18,13 +18,17 @@ import numpy as np
 import seals  # noqa: F401  (registers the seals/* tasks)
 from imitation.data import rollout, types
 from imitation.data.wrappers import RolloutInfoWrapper
-from stable_baselines3 import SAC
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_diffusion_il import commands, data
 from sb3_diffusion_il.tasks import check_env_id, get_task
+
+ALGOS = {"SAC": SAC, "PPO": PPO}
+
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1):
     """A VecEnv whose episodes imitation's rollout collector can record."""
@@ -67,26 +71,35 @@ def train_expert(
     total_timesteps: int,
     seed: int,
     eval_every: int,
-    sac_kwargs: Dict[str, Any],
+    algo_kwargs: Dict[str, Any],
     progress_bar: bool = False,
-) -> SAC:
-    """Trains (or resumes training) a SAC expert, recording its learning curve.
+    algo: str = "SAC",
+    n_envs: int = 1,
+) -> BaseAlgorithm:
+    """Trains (or resumes training) an expert, recording its learning curve.
 
+    :param algo_kwargs: the learner's settings beyond SB3's defaults
     :param progress_bar: show SB3's progress bar over each stretch between evaluations
+    :param algo: ``"SAC"`` or ``"PPO"``
+    :param n_envs: environments trained on side by side
     """
     model_path = work_dir / "expert.zip"
     buffer_path = work_dir / "replay_buffer.pkl"
     curve_path = work_dir / "curve.json"
-    venv = make_venv(env_id, seed)
+    algo_cls = ALGOS[algo]
+    off_policy = algo_cls is SAC
+    venv = make_venv(env_id, seed, n_envs)
     if model_path.exists():
-        model = SAC.load(model_path, env=venv)
-        model.load_replay_buffer(buffer_path)
-        _grow_replay_buffer(model, total_timesteps)
+        model = algo_cls.load(model_path, env=venv)
+        if off_policy:
+            model.load_replay_buffer(buffer_path)
+            _grow_replay_buffer(model, total_timesteps)
         curve = json.loads(curve_path.read_text())
     else:
         # A buffer of the whole budget keeps every transition, as SB3's default
         # 1M does for these budgets, without allocating (and checkpointing) 1M rows.
-        model = SAC("MlpPolicy", venv, seed=seed, verbose=0, buffer_size=total_timesteps, **sac_kwargs)
+        buffer = {"buffer_size": total_timesteps} if off_policy else {}
+        model = algo_cls("MlpPolicy", venv, seed=seed, verbose=0, **buffer, **algo_kwargs)
         curve = []
     eval_env = gym.make(env_id)
     while model.num_timesteps < total_timesteps:
@@ -99,7 +112,8 @@ def train_expert(
         # exist. Each under a temporary name, then renamed: a run killed while
         # writing leaves the previous checkpoint whole, to resume from.
         work_dir.mkdir(parents=True, exist_ok=True)
-        for path, save in ((buffer_path, model.save_replay_buffer), (model_path, model.save)):
+        saves = [(buffer_path, model.save_replay_buffer)] if off_policy else []
+        for path, save in saves + [(model_path, model.save)]:
             temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
             save(temporary)
             temporary.replace(path)
@@ -122,7 +136,7 @@ def _grow_replay_buffer(model: SAC, size: int) -> None:
     model.replay_buffer = new
 
 
-def plot_curve(curve: List[List[float]], env_id: str, path: pathlib.Path) -> None:
+def plot_curve(curve: List[List[float]], env_id: str, path: pathlib.Path, algo: str = "SAC") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +146,7 @@ def plot_curve(curve: List[List[float]], env_id: str, path: pathlib.Path) -> Non
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(steps, mean)
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
-    ax.set(xlabel="env steps", ylabel="eval return (5 episodes)", title=f"SAC expert: {env_id}")
+    ax.set(xlabel="env steps", ylabel="eval return (5 episodes)", title=f"{algo} expert: {env_id}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -165,13 +179,16 @@ def make_demonstrations(
     task = get_task(env_id)
     total_timesteps = total_timesteps or task.expert_timesteps
     eval_every = eval_every or task.eval_every
-    sac_kwargs = dict(task.expert_sac_kwargs)
-    model = train_expert(env_id, work_dir, total_timesteps, seed, eval_every, sac_kwargs, progress_bar)
+    algo_kwargs = dict(task.expert_kwargs)
+    model = train_expert(
+        env_id, work_dir, total_timesteps, seed, eval_every, algo_kwargs, progress_bar, task.expert_algo,
+        task.expert_n_envs,
+    )
     expert = record(model, env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
     sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
     curve = json.loads((work_dir / "curve.json").read_text())
-    plot_curve(curve, env_id, out_dir / f"{data.demo_path(env_id).stem}_expert_curve.png")
+    plot_curve(curve, env_id, out_dir / f"{data.demo_path(env_id).stem}_expert_curve.png", task.expert_algo)
     manifest = {
         "env_id": env_id,
         "n_episodes": len(expert),
@@ -179,8 +196,9 @@ def make_demonstrations(
         "expert_return_std": float(_returns(expert).std()),
         "random_return_mean": float(_returns(random).mean()),
         "random_return_std": float(_returns(random).std()),
-        "expert_algo": "SAC",
-        "expert_sac_kwargs": sac_kwargs,
+        "expert_algo": task.expert_algo,
+        "expert_kwargs": algo_kwargs,
+        "expert_n_envs": task.expert_n_envs,
         "fixed_horizon": task.fixed_horizon,
         "expert_timesteps": model.num_timesteps,
         "seed": seed,
@@ -200,7 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the demonstrations (.npz) and manifest (.json) go (default: the package's)")
     parser.add_argument("--work-dir", type=pathlib.Path, default=None, help="checkpoints (default: experts/ENV)")
     parser.add_argument("--timesteps", type=commands.positive_int, default=None,
-                        help="the expert's SAC budget in env steps (default: the task's)")
+                        help="the expert's budget in env steps (default: the task's)")
     parser.add_argument("--episodes", type=commands.positive_int, default=10, help="demonstration episodes to record")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=commands.positive_int, default=None, help="env steps between evaluations")

@@ -13,21 +13,37 @@ import gymnasium as gym
 
 @dataclass(frozen=True)
 class Task:
-    """A task and the SAC expert made for it.
+    """A task and the expert made for it.
 
     :param env_id: the gymnasium id
-    :param expert_timesteps: the expert's SAC training budget in env steps
-    :param expert_sac_kwargs: SAC settings of the expert, beyond SB3's defaults
+    :param expert_timesteps: the expert's training budget in env steps
+    :param expert_kwargs: the expert learner's settings, beyond SB3's defaults
     :param eval_every: env steps between the expert's evaluations (its learning curve)
     :param fixed_horizon: False when episodes can end early; imitation trainers then
         need ``allow_variable_horizon=True``
+    :param expert_algo: the expert's SB3 learner, one of ``EXPERT_ALGOS``
+    :param expert_n_envs: environments the expert trains on side by side
     """
 
     env_id: str
     expert_timesteps: int
-    expert_sac_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    expert_kwargs: Mapping[str, Any] = field(default_factory=dict)
     eval_every: int = 10_000
     fixed_horizon: bool = True
+    expert_algo: str = "SAC"
+    expert_n_envs: int = 1
+
+    def __post_init__(self):
+        if self.expert_algo not in EXPERT_ALGOS:
+            raise ValueError(f"expert_algo={self.expert_algo!r} is not one of {EXPERT_ALGOS}.")
+
+
+EXPERT_ALGOS = ("SAC", "PPO")
+# rl-baselines3-zoo's PPO settings for CartPole (8 envs).
+_ZOO_CARTPOLE_PPO = dict(
+    n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=1e-3,
+    clip_range=0.2,
+)
 
 
 # MuJoCo experts take rl-baselines3-zoo's SAC settings (10k random steps first),
@@ -37,6 +53,8 @@ _ZOO_SAC = {"learning_starts": 10_000}
 TASKS: Dict[str, Task] = {
     task.env_id: task
     for task in (
+        Task("seals/CartPole-v0", 100_000, _ZOO_CARTPOLE_PPO, eval_every=10_000, expert_algo="PPO",
+             expert_n_envs=8),
         Task("Pendulum-v1", 20_000, {"learning_rate": 1e-3}, eval_every=2_000),
         Task("InvertedPendulum-v4", 30_000, {"learning_rate": 1e-3}, eval_every=2_000, fixed_horizon=False),
         Task("seals/HalfCheetah-v1", 200_000, _ZOO_SAC),

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from sb3_diffusion_il import checkpoint, data, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
-from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, check_precision, standardize
+from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, check_precision, saturation_scale, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork
 
@@ -97,10 +97,19 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         however large the replay buffer grows (``benchmarks/overhead.py``); None:
         every drawn transition carries the round's cost, as in the reference, at a
         cost per round that grows with the buffer up to the draws
-    :param reward_std: relabelled minibatches are standardised to mean 0 and this
-        standard deviation, as the reference does; None keeps ``-c`` as it is. The
-        reward of ``venv_wrapped`` is always the plain ``-c``
-    :param reward_normalization: how minibatches are standardised to ``reward_std``:
+    :param reward_saturation: the reward is ``tanh(-c / s)``, with ``s`` this
+        quantile of the cost on the learner's newest states, set once a round (see
+        ``cost.saturation_scale``): states far costlier than the learner's better
+        ones, e.g. of a fallen pole, all get nearly the same reward, as under a
+        saturated discriminator, rather than a cost of thousands that varies with
+        how the learner flails (``docs/settings.md``). None: the plain ``-c``
+    :param reward_std: the learner's reward is scaled to this: ``venv_wrapped``'s
+        (saturated) reward is multiplied by it, and relabelled minibatches are
+        standardised to mean 0 and this standard deviation, as the reference does.
+        ``"auto"``: the learner's entropy coefficient where it has one (SAC, TQC:
+        the reference pairs rewards of std 0.1 with a temperature of 0.1; SB3
+        starts it at 1.0), else 1.0 (PPO, TD3, DDPG, DQN). None: no scaling
+    :param reward_normalization: how rewards are standardised to ``reward_std``:
         ``"mean_std"`` (the reference) or ``"robust"`` (median and interquartile
         range, clipped at 3 stds; see ``cost.standardize``), for tasks where a few
         very costly states, e.g. of an agent falling, would squeeze the rest (on
@@ -141,7 +150,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         cost_timesteps: int = 12,
         cost_precision: str = "auto",
         relabel_refresh: Union[int, str, None] = "auto",
-        reward_std: Optional[float] = 0.1,
+        reward_saturation: Optional[float] = 0.25,
+        reward_std: Union[float, str, None] = "auto",
         reward_normalization: str = "mean_std",
         gen_train_timesteps: Optional[int] = None,
         log_dir: types.AnyPath = "output/",
@@ -168,12 +178,23 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                 f"relabel_refresh={relabel_refresh!r} must be a positive number of transitions, "
                 "'auto', or None to recompute every drawn transition's cost each round.",
             )
-        if reward_std is not None and reward_std <= 0:
-            raise ValueError(f"reward_std={reward_std} must be positive, or None for no normalisation.")
+        if reward_std != "auto" and reward_std is not None and (
+            isinstance(reward_std, str) or reward_std <= 0
+        ):
+            raise ValueError(
+                f"reward_std={reward_std!r} must be positive, 'auto' to follow the learner, "
+                "or None for no normalisation.",
+            )
+        if reward_saturation is not None and not 0 < reward_saturation < 1:
+            raise ValueError(
+                f"reward_saturation={reward_saturation!r} must be a quantile strictly between 0 and 1, "
+                "or None for the plain -c.",
+            )
         if reward_normalization not in REWARD_NORMALIZATIONS:
             raise ValueError(
                 f"reward_normalization={reward_normalization!r} is not one of {REWARD_NORMALIZATIONS}.",
             )
+        _check_learner(gen_algo)
         _check_spaces(venv, gen_algo, conditioning)
         self.conditioning = conditioning
         self.venv = venv
@@ -181,7 +202,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.demo_batch_size = demo_batch_size
         self.expert_fit_steps = expert_fit_steps
         self.learner_fit_steps = learner_fit_steps
-        self.reward_std = reward_std
+        self.reward_saturation = reward_saturation
+        self.reward_std = auto_reward_std(gen_algo) if reward_std == "auto" else reward_std
         self.reward_normalization = reward_normalization
         self.relabel_refresh = relabel_refresh
         self.debug_use_ground_truth = debug_use_ground_truth
@@ -260,7 +282,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.gen_algo.set_env(self.venv_train)
         self.gen_algo.set_logger(self.logger)
         self._relabels = isinstance(gen_algo, OffPolicyAlgorithm) and not debug_use_ground_truth
-        self._net_reward = relabel.reward_net_fn(self._reward_net, venv.action_space)
+        net_reward = relabel.reward_net_fn(self._reward_net, venv.action_space)
+        self._net_reward = lambda samples: self._round_reward(net_reward(samples))
         if self._relabels:
             relabel.check_relabelable(gen_algo.replay_buffer)
         self.gen_train_timesteps = gen_train_timesteps or _default_round_length(gen_algo, venv.num_envs)
@@ -275,6 +298,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         # is of some version, for the buffer it was kept for.
         self._cost_version = 0
         self._scored_at: Optional[Tuple[object, np.ndarray]] = None
+        # The cost scale of this round's saturated reward (`_round_reward`).
+        self._saturation_scale = 1.0
 
     # -- demonstrations and networks ---------------------------------------------------
 
@@ -344,17 +369,42 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     # -- training ----------------------------------------------------------------------
 
     def _env_reward(self, *transition: np.ndarray) -> np.ndarray:
-        rewards = self.reward_train.predict_processed(*transition)
-        _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
-        return rewards
+        rewards = self._round_reward(th.as_tensor(self.reward_train.predict_processed(*transition)))
+        _check_finite(rewards, "reward of venv_wrapped", self._global_step)
+        return rewards.numpy()
+
+    def _round_reward(self, rewards: th.Tensor) -> th.Tensor:
+        """``-c`` saturated at the round's scale and scaled to ``reward_std``."""
+        if self.reward_saturation is not None:
+            rewards = th.tanh(rewards / self._saturation_scale)
+        return rewards if self.reward_std is None else rewards * self.reward_std
+
+    def _cost_of(self, rewards: th.Tensor) -> th.Tensor:
+        """The cost ``c`` of `_round_reward`'s rewards (its inverse; a cost beyond float
+        precision of saturation comes back as a large finite one)."""
+        if self.reward_std is not None:
+            rewards = rewards / self.reward_std
+        if self.reward_saturation is not None:
+            rewards = th.atanh(rewards.clamp(-1 + 1e-6, 1 - 1e-6)) * self._saturation_scale
+        return -rewards
 
     def _resample_cost_timesteps(self) -> None:
-        """The round's cost timesteps, importance-sampled for the learner's states so far."""
+        """The round's cost timesteps, importance-sampled for the learner's states so far,
+        and the round's saturation scale, from the learner's newest states."""
         states = None
         if len(self.learner_buffer):
             states = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
         self._reward_net.resample_timesteps(states)
         self._cost_version += 1
+        if self.reward_saturation is None:
+            return
+        expert = self.expert_heldout[:N_COST_LOG_SAMPLES]
+        newest = self.learner_buffer.newest(N_COST_LOG_SAMPLES)
+        learner = th.as_tensor(newest, device=expert.device) if len(newest) else expert
+        with th.no_grad():
+            costs = [self._reward_net.cost(x) for x in (learner, expert)]
+        self._saturation_scale = saturation_scale(*costs, self.reward_saturation)
+        self.logger.record("diffusion/saturation_scale", self._saturation_scale)
 
     def _expected_replay_draws(self, total_timesteps: int) -> Optional[int]:
         """Transitions the off-policy learner's minibatches draw in ``total_timesteps`` env steps.
@@ -390,7 +440,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def _minibatch_reward(self, rewards: th.Tensor) -> th.Tensor:
         """Each relabelled minibatch, standardised as the reference does."""
-        self._relabel_costs.append(-float(rewards.mean()))
+        self._relabel_costs.append(float(self._cost_of(rewards).mean()))
         if self.reward_std is not None:
             rewards = standardize(rewards, self.reward_std, robust=self.reward_normalization == "robust")
         _check_finite(rewards, "relabelled reward", self._global_step)
@@ -511,6 +561,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             cost_timesteps=self._reward_net.n_timesteps,
             cost_precision=self._reward_net.precision,
             relabel_refresh=self.relabel_refresh,
+            reward_saturation=self.reward_saturation,
             reward_std=self.reward_std,
             reward_normalization=self.reward_normalization,
             gen_train_timesteps=self.gen_train_timesteps,
@@ -688,6 +739,31 @@ def _check_finite(value: Union[float, th.Tensor], what: str, round_: int) -> Non
         raise FloatingPointError(
             f"Non-finite {what} in round {round_}: stopping. Check the demonstrations and "
             "the environment's observations for NaN/inf or huge values, or lower the score learning rate.",
+        )
+
+
+def auto_reward_std(gen_algo: base_class.BaseAlgorithm) -> float:
+    """``reward_std="auto"``: the learner's entropy coefficient (temperature) if it has one, else 1.0.
+
+    With rewards much smaller than SAC's temperature the policy stays near-random
+    for thousands of steps (Pendulum-v1: std 0.1 under SB3's initial temperature
+    of 1.0, ``docs/settings.md``); PPO normalises advantages, and TD3, DDPG and
+    DQN explore by fixed noise, so for them only the value scale changes.
+    """
+    if isinstance(gen_algo, OffPolicyAlgorithm) and getattr(gen_algo, "log_ent_coef", None) is not None:
+        return float(th.exp(gen_algo.log_ent_coef.detach()).item())
+    if isinstance(gen_algo, OffPolicyAlgorithm) and getattr(gen_algo, "ent_coef_tensor", None) is not None:
+        return float(gen_algo.ent_coef_tensor.item())
+    return 1.0
+
+
+def _check_learner(gen_algo: base_class.BaseAlgorithm) -> None:
+    if not isinstance(gen_algo, (OffPolicyAlgorithm, on_policy_algorithm.OnPolicyAlgorithm)):
+        raise TypeError(
+            f"gen_algo is a {type(gen_algo).__name__}, which DiffusionScoreIL cannot train: it needs "
+            "an off-policy learner with a replay buffer to relabel (SB3's SAC, TD3, DDPG, DQN, "
+            "sb3-contrib's TQC, QR-DQN) or an on-policy one that trains on venv_wrapped's reward "
+            "(PPO, A2C, sb3-contrib's TRPO, RecurrentPPO).",
         )
 
 

@@ -125,3 +125,19 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
         {}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True},
         {"conditioning": "state_action"},
     ]
+
+
+@pytest.mark.parametrize("method", ["diffusion_score", "gail"])
+def test_on_policy_cell_end_to_end(tmp_path, monkeypatch, method):
+    """seals/CartPole-v0's learner is PPO: rounds are its rollouts, its reward the wrapped env's."""
+    small = compare.Learner("PPO", dict(n_steps=64, batch_size=64, n_epochs=1), n_envs=2)
+    monkeypatch.setitem(compare.LEARNERS, "seals/CartPole-v0", small)
+    monkeypatch.setitem(compare.ADVERSARIAL_KWARGS, "seals/CartPole-v0", dict(demo_batch_size=64))
+    monkeypatch.setattr(compare, "DiffusionScoreIL", functools.partial(
+        compare.DiffusionScoreIL, expert_fit_steps=20, learner_fit_steps=2,
+    ))
+    cell = compare.Cell(method, "seals/CartPole-v0", 0, 1280)
+    result = compare.run_cell(cell, tmp_path, tmp_path / "logs")
+    assert result["learner"] == "PPO" and result["learner_kwargs"]["n_envs"] == 2
+    assert "relabelled" not in result["variant"]
+    assert result["curve"][-1][0] == 1280

@@ -9,6 +9,7 @@ from imitation.rewards.reward_nets import BasicRewardNet
 from imitation.util.networks import RunningNorm
 from sb3_contrib import TQC
 from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -98,6 +99,25 @@ def test_unknown_reward_normalization(venv, sac, pendulum_states):
         make_trainer(venv, sac, pendulum_states, reward_normalization="median")
 
 
+def test_learner_it_cannot_serve(venv, pendulum_states):
+    class NeitherKind(BaseAlgorithm):  # no replay buffer, no rollouts
+        def _setup_model(self):
+            pass
+
+        def learn(self, *args, **kwargs):
+            return self
+
+    algo = NeitherKind.__new__(NeitherKind)
+    with pytest.raises(TypeError, match="off-policy learner with a replay buffer.*on-policy"):
+        make_trainer(venv, algo, pendulum_states)
+
+
+@pytest.mark.parametrize("setting", [{"reward_std": 0.0}, {"reward_std": "big"}, {"reward_saturation": 1.0}])
+def test_bad_reward_scale(venv, sac, pendulum_states, setting):
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        make_trainer(venv, sac, pendulum_states, **setting)
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
@@ -136,6 +156,28 @@ def test_robust_reward_normalization_bounds_relabelled_minibatches(venv, sac, pe
     assert float(rewards[:250].std(unbiased=False)) > 0.05
 
 
+@pytest.mark.parametrize("algo_cls, kwargs, expected", [
+    (SAC, {}, 1.0), (SAC, {"ent_coef": "auto_0.1"}, 0.1), (SAC, {"ent_coef": 0.05}, 0.05),
+    (TQC, {"ent_coef": "auto_0.2"}, 0.2), (TD3, {}, 1.0), (PPO, {}, 1.0),
+])
+def test_auto_reward_std_follows_the_learners_temperature(venv, pendulum_states, algo_cls, kwargs, expected):
+    trainer = make_trainer(venv, algo_cls("MlpPolicy", venv, seed=0, **kwargs), pendulum_states)
+    assert trainer.reward_std == pytest.approx(expected)
+
+
+def test_wrapped_env_reward_is_saturated_each_round(pendulum_states):
+    venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    ppo = PPO("MlpPolicy", venv, n_steps=200, batch_size=50, n_epochs=1, seed=0)
+    trainer = make_trainer(venv, ppo, pendulum_states, gen_train_timesteps=None)
+    trainer.train(800, progress_bar=False)
+    # The last round's rewards, as PPO stored them, are saturated at the scale set
+    # from the previous round's states: within +-reward_std=1, not of the raw cost.
+    # (SB3 adds the bootstrapped value to the rewards of time-limit truncations.)
+    rewards = ppo.rollout_buffer.rewards
+    assert np.quantile(np.abs(rewards), 0.99) <= 1 and rewards.std() > 0.05
+    assert trainer._saturation_scale > 0
+
+
 def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
     trainer = make_trainer(venv, sac, pendulum_states)
     trainer.train(400, progress_bar=False)  # learner score now differs from the expert's
@@ -151,8 +193,9 @@ def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendul
     next_obs, reward, _, infos = wrapped.step(action)
     _, true_reward, _, _ = truth.step(action)
     trainer.generator.set_state(state)
-    expected = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
-    np.testing.assert_allclose(reward, expected, rtol=1e-5)
+    raw = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
+    expected = np.tanh(raw / trainer._saturation_scale) * trainer.reward_std
+    np.testing.assert_allclose(reward, expected, rtol=1e-4)
     assert infos[0]["original_env_rew"] == pytest.approx(true_reward[0])
     assert not np.isclose(reward[0], true_reward[0])
 
