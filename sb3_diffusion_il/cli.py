@@ -1,6 +1,6 @@
 """The sb3-diffusion-il command: train an imitator, evaluate it, make demonstrations, compare methods.
 
-    sb3-diffusion-il train Pendulum-v1 --algo sac --timesteps 8000 --output runs/pendulum
+    sb3-diffusion-il train Pendulum-v1 --algo sac --timesteps 10000 --output runs/pendulum
     sb3-diffusion-il evaluate runs/pendulum
     sb3-diffusion-il make-demos Pendulum-v1 --out-dir demos
     sb3-diffusion-il compare --tasks Pendulum-v1 --seeds 0 1 2
@@ -47,7 +47,7 @@ gets the learner (policy.zip, SB3's format), a checkpoint to resume from
 (trainer.pt, for DiffusionScoreIL.load), run.json (settings and the final evaluation) and
 logs/ (progress.csv; TensorBoard events with --tensorboard).
 
-    sb3-diffusion-il train Pendulum-v1 --timesteps 8000 --output runs/pendulum
+    sb3-diffusion-il train Pendulum-v1 --timesteps 10000 --output runs/pendulum
 """
 
 EVALUATE_DOC = """Report the true return of a saved learner over a number of episodes.
@@ -147,8 +147,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a task with bundled demonstrations, or a .npz demonstration file")
     parser.add_argument("--env", default=None, help="the task of a demonstration file without a manifest")
     parser.add_argument("--algo", choices=sorted(ALGOS), default="sac", help="the SB3 learner (default: sac)")
-    parser.add_argument("--timesteps", type=commands.positive_int, default=8000,
-                        help="learner env steps (default: 8000)")
+    parser.add_argument("--timesteps", type=commands.positive_int, default=10_000,
+                        help="learner env steps (default: 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/train"),
                         help="output folder (default: runs/train)")

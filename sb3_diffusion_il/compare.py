@@ -98,8 +98,11 @@ ROUND_STEPS = 1_000
 # DiffusionScoreIL settings the command line can set to other than their defaults
 # (each a flag of the same name), for checks in their own results directories.
 CHECKABLE_SETTINGS = (
-    "conditioning", "relabel_refresh", "reward_std", "reward_normalization", "debug_use_ground_truth",
+    "conditioning", "relabel_refresh", "reward_saturation", "reward_std", "reward_normalization",
+    "debug_use_ground_truth",
 )
+# A flag's value that stands for a setting of None (argparse's None means "not given").
+NONE = "none"
 N_EVAL_POINTS = 10
 N_EVAL_EPISODES = 10
 EVAL_SEED = 100_000
@@ -133,11 +136,9 @@ def learner(env_id: str) -> Learner:
     return LEARNERS.get(env_id, MUJOCO_LEARNER)
 
 
-def is_current(result: Dict[str, Any]) -> bool:
-    """Whether a result file belongs in today's table: this harness version, the task's budget."""
-    return result.get("harness_version") == HARNESS_VERSION and result.get("budget") == BUDGETS.get(
-        result.get("env_id"),
-    )
+def is_current(result: Dict[str, Any], version: int = HARNESS_VERSION) -> bool:
+    """Whether a result file belongs in the table of harness ``version`` (default: today's) at the task's budget."""
+    return result.get("harness_version") == version and result.get("budget") == BUDGETS.get(result.get("env_id"))
 
 
 def run_cell(
@@ -272,6 +273,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
                              "default (use another --results-dir: the report does not tell them apart)")
+    parser.add_argument("--reward-saturation", type=lambda text: commands.quantile_or_none(text) or NONE,
+                        default=None,
+                        help="DiffusionScoreIL's reward_saturation, a quantile, or 'none' for the plain -c, "
+                             "to check a setting other than the default (another --results-dir)")
     parser.add_argument("--reward-std", type=commands.positive_float, default=None,
                         help="DiffusionScoreIL's reward_std (the other methods' rewards are not "
                              "standardised), to check a setting other than the default (another --results-dir)")
@@ -297,7 +302,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     diffusion_kwargs = {
-        name: getattr(args, name) for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
+        name: None if getattr(args, name) == NONE else getattr(args, name)
+        for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
     }
     run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs)
 

@@ -30,7 +30,7 @@ import gymnasium as gym
 import torch as th
 from imitation.rewards.reward_nets import RewardNet
 
-from sb3_diffusion_il import data
+from sb3_diffusion_il import data, flatten
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork, denoising_errors
 
@@ -318,6 +318,16 @@ class DiffusionScoreReward(RewardNet):
     def _arithmetic(self, n_states: int) -> th.autocast:
         return th.autocast(self.device.type, dtype=th.bfloat16,
                            enabled=self.bfloat16 and n_states >= BFLOAT16_MIN_STATES)
+
+    def preprocess(self, state, action, next_state, done) -> Tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Transitions as flat float tensors of their spaces (`flatten`: imitation's
+        one-hot codes for discrete spaces, and Dict observations, which its nets refuse)."""
+        return (
+            flatten.flatten(self.observation_space, state, self.device),
+            flatten.flatten(self.action_space, action, self.device),
+            flatten.flatten(self.observation_space, next_state, self.device),
+            th.as_tensor(done, device=self.device),
+        )
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
         with th.no_grad():

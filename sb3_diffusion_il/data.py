@@ -18,9 +18,12 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from imitation.data import rollout, types
+
+from sb3_diffusion_il import flatten
 
 CONDITIONINGS = ("state", "state_action", "state_next_state")
 # Fewest demonstration states accepted: one state is no distribution.
@@ -107,12 +110,19 @@ def _batches_to_arrays(batches: Iterable[types.TransitionMapping]) -> Demonstrat
     return DemonstrationArrays(stack("obs"), stack("acts"), stack("next_obs"))
 
 
-def to_arrays(demonstrations: Optional[AnyDemonstrations]) -> DemonstrationArrays:
+def to_arrays(
+    demonstrations: Optional[AnyDemonstrations],
+    observation_space: Optional[gym.Space] = None,
+    action_space: Optional[gym.Space] = None,
+) -> DemonstrationArrays:
     """Converts every demonstration type imitation accepts, or an array of states.
 
     :param demonstrations: a sequence of ``Trajectory``, ``Transitions``,
         ``TransitionsMinimal``, an iterable of transition dicts, or an array of
-        states of shape ``(n, obs_dim)``
+        states of shape ``(n, *obs_shape)``
+    :param observation_space: the env's; when given, states are checked against it
+        and encoded as flat float vectors (`flatten`: one-hot for discrete spaces,
+        Dict entries concatenated), as are actions with ``action_space``
     :return: the flattened, validated arrays
     """
     if demonstrations is None:
@@ -138,24 +148,57 @@ def to_arrays(demonstrations: Optional[AnyDemonstrations]) -> DemonstrationArray
             arrays = DemonstrationArrays(flat.obs, flat.acts, flat.next_obs)
         else:
             arrays = _batches_to_arrays(items)
+    for name in ("obs", "acts", "next_obs"):
+        _check_dtype(name, getattr(arrays, name))
+    if observation_space is not None:
+        arrays = _flattened(arrays, observation_space, action_space)
     _check_arrays(arrays)
     return arrays
 
 
+def _flattened(
+    arrays: DemonstrationArrays, observation_space: gym.Space, action_space: Optional[gym.Space],
+) -> DemonstrationArrays:
+    """The arrays with states (and actions) as flat float vectors of their spaces."""
+    flatten.check_batch(observation_space, arrays.obs)
+    if arrays.next_obs is not None:
+        flatten.check_batch(observation_space, arrays.next_obs, "Demonstration next states")
+    acts = arrays.acts
+    if acts is not None and action_space is not None:
+        flatten.check_batch(action_space, acts, "Demonstration actions")
+        acts = flatten.flatten_numpy(action_space, acts)
+    next_obs = None if arrays.next_obs is None else flatten.flatten_numpy(observation_space, arrays.next_obs)
+    return DemonstrationArrays(flatten.flatten_numpy(observation_space, arrays.obs), acts, next_obs)
+
+
 def _check_trajectories(trajectories: Sequence[types.Trajectory]) -> None:
-    for i, traj in enumerate(trajectories):
-        if isinstance(traj.obs, types.DictObs):
+    dict_obs = {isinstance(traj.obs, types.DictObs) for traj in trajectories}
+    if len(dict_obs) > 1:
+        raise ValueError(
+            "Some trajectories have Dict observations and others arrays: demonstrations "
+            "must all come from the same task.",
+        )
+
+
+def _check_dtype(name: str, value: Any) -> None:
+    """Raises unless ``value`` (an array, a DictObs or None) holds real numbers."""
+    if value is None:
+        return
+    for key, array in (value.items() if isinstance(value, types.DictObs) else [(None, value)]):
+        dtype = np.asarray(array).dtype
+        if not np.issubdtype(dtype, np.number) and dtype != np.bool_ or np.issubdtype(dtype, np.complexfloating):
+            where = f"{name}[{key!r}]" if key is not None else name
             raise ValueError(
-                f"Trajectory {i} has Dict observations, which are not supported "
-                "yet: flatten them into a Box (e.g. gymnasium's FlattenObservation).",
+                f"Demonstration {where} must hold real numbers, got dtype {dtype}: "
+                "convert them, e.g. with `np.asarray(x, dtype=np.float32)`.",
             )
 
 
 def _check_arrays(arrays: DemonstrationArrays) -> None:
     if isinstance(arrays.obs, types.DictObs):
         raise ValueError(
-            "Dict observations are not supported yet: flatten them into a Box "
-            "(e.g. gymnasium's FlattenObservation) before collecting demonstrations.",
+            "Dict observations are encoded with the env's observation space: pass "
+            "observation_space to `to_arrays` (DiffusionScoreIL does).",
         )
     if len(arrays.obs) == 0:
         raise ValueError("No demonstrations given: the demonstrations hold 0 states.")
@@ -167,19 +210,12 @@ def _check_arrays(arrays: DemonstrationArrays) -> None:
     if arrays.obs.ndim != 2:
         raise ValueError(
             f"Demonstration states must be vectors, got shape {arrays.obs.shape[1:]}:"
-            " image or multi-dimensional observations are not supported yet; "
-            "flatten them or use a feature extractor's output.",
+            " pass the env's observation_space to encode them (DiffusionScoreIL does).",
         )
     for name in ("obs", "acts", "next_obs"):
         value = getattr(arrays, name)
         if value is None:
             continue
-        dtype = np.asarray(value).dtype
-        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-            raise ValueError(
-                f"Demonstration {name} must hold real numbers, got dtype {dtype}: "
-                "convert them, e.g. with `np.asarray(x, dtype=np.float32)`.",
-            )
         n_bad = int(np.size(value) - np.isfinite(value).sum())
         if n_bad:
             raise ValueError(

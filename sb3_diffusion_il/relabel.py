@@ -15,7 +15,7 @@ the others keep a reward a few versions old.
 """
 
 import contextlib
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -23,9 +23,10 @@ import torch as th
 from imitation.rewards.reward_nets import RewardNet
 from imitation.util import networks
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 
-RelabelFn = Callable[[ReplayBufferSamples], th.Tensor]
+Samples = Union[ReplayBufferSamples, DictReplayBufferSamples]
+RelabelFn = Callable[[Samples], th.Tensor]
 # Slot mark of a transition not scored since it was stored.
 UNSCORED = -1
 # Draws per stored transition from which every transition is scored up front
@@ -50,7 +51,7 @@ def reward_net_fn(reward_net: RewardNet, action_space: gym.Space) -> RelabelFn:
     normalisers do not update their statistics on replay data.
     """
 
-    def reward(samples: ReplayBufferSamples) -> th.Tensor:
+    def reward(samples: Samples) -> th.Tensor:
         inputs = reward_net.preprocess(
             samples.observations,
             env_actions(samples.actions, action_space),
@@ -65,30 +66,41 @@ def reward_net_fn(reward_net: RewardNet, action_space: gym.Space) -> RelabelFn:
     return reward
 
 
+RELABELABLE = (ReplayBuffer, DictReplayBuffer)
+
+
 def check_relabelable(buffer: object) -> None:
-    """Raises unless ``buffer`` is a plain (array-observation) SB3 ``ReplayBuffer``."""
-    if not isinstance(buffer, ReplayBuffer) or isinstance(buffer, DictReplayBuffer):
+    """Raises unless ``buffer`` is SB3's own ``ReplayBuffer`` or ``DictReplayBuffer``.
+
+    Subclasses (HER's, sb3-contrib's) sample transitions of their own making, which
+    the stored rewards written back here would not match.
+    """
+    if type(buffer) not in RELABELABLE:
         raise ValueError(
             f"The learner's replay buffer is a {type(buffer).__name__}, whose samples "
             "cannot be relabelled: use SB3's ReplayBuffer (the default of SAC, TD3, "
-            "DDPG and TQC); Dict-observation and HER buffers are not supported.",
+            "DDPG, DQN and TQC) or DictReplayBuffer (their default with Dict observations); "
+            "HER buffers are not supported.",
         )
 
 
-def stored_transitions(buffer: ReplayBuffer, inds: np.ndarray) -> ReplayBufferSamples:
+def stored_transitions(buffer: Union[ReplayBuffer, DictReplayBuffer], inds: np.ndarray) -> Samples:
     """The transitions in slots ``inds`` of every env, flattened slot-major, as stored (not normalised)."""
+    def rows(a: np.ndarray) -> th.Tensor:
+        return buffer.to_torch(a.reshape(len(inds) * buffer.n_envs, *a.shape[2:]))
+
+    actions, dones, rewards = (
+        rows(a) for a in (buffer.actions[inds], buffer.dones[inds] * (1 - buffer.timeouts[inds]), buffer.rewards[inds])
+    )
+    if isinstance(buffer, DictReplayBuffer):
+        obs, next_obs = ({key: rows(a[inds]) for key, a in arrays.items()}
+                         for arrays in (buffer.observations, buffer.next_observations))
+        return DictReplayBufferSamples(obs, actions, next_obs, dones, rewards)
     if buffer.optimize_memory_usage:
         next_obs = buffer.observations[(inds + 1) % buffer.buffer_size]
     else:
         next_obs = buffer.next_observations[inds]
-    arrays = (
-        buffer.observations[inds],
-        buffer.actions[inds],
-        next_obs,
-        buffer.dones[inds] * (1 - buffer.timeouts[inds]),
-        buffer.rewards[inds],
-    )
-    return ReplayBufferSamples(*(buffer.to_torch(a.reshape(len(inds) * buffer.n_envs, *a.shape[2:])) for a in arrays))
+    return ReplayBufferSamples(rows(buffer.observations[inds]), actions, rows(next_obs), dones, rewards)
 
 
 def new_scored_at(buffer: ReplayBuffer) -> np.ndarray:
@@ -106,7 +118,7 @@ def stalest(scored_at: np.ndarray, current: int, n: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def relabeled_sampling(
-    buffer: ReplayBuffer,
+    buffer: Union[ReplayBuffer, DictReplayBuffer],
     reward_fn: RelabelFn,
     transform: Optional[Callable[[th.Tensor], th.Tensor]] = None,
     version: Optional[Callable[[], int]] = None,
@@ -164,7 +176,7 @@ def relabeled_sampling(
         scored_at[buffer.pos] = version() if stores_current_rewards else UNSCORED
         original_add(*args, **kwargs)
 
-    def get_samples(batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
+    def get_samples(batch_inds: np.ndarray, env=None) -> Samples:
         drawn = scored_at[batch_inds]
         stale = np.unique(batch_inds[drawn == UNSCORED if reuses else drawn != version()])
         if len(stale):

@@ -32,25 +32,30 @@ OVERALL_MIN_SEEDS = 3
 # the results decide; the page includes it and says how the numbers are made.
 RESULTS_PAGE_HEAD = (
     "<!-- Written by `python -m sb3_diffusion_il.report`; docs/benchmarks.md includes it. -->\n\n"
-    "![learning curves](img/learning_curves.png)\n\n"
+    "![learning curves]({plot})\n\n"
 )
+DOCS_DIR = pathlib.Path("docs")
 Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> result
 
 
-def load_results(results_dir: pathlib.Path, current_only: bool = True) -> Tuple[Results, List[str]]:
+def load_results(
+    results_dir: pathlib.Path, current_only: bool = True, version: int = compare.HARNESS_VERSION,
+) -> Tuple[Results, List[str]]:
     """Results by task, method and seed, and a line for each file left out.
 
     :param current_only: leave out files of another harness version or budget
         (False: keep them, e.g. to plot a small live run)
+    :param version: the harness version to keep (default: today's), e.g. an older
+        one's in the directory its files were moved to
     """
     results: Results = defaultdict(lambda: defaultdict(dict))
     ignored = []
     for path in sorted(results_dir.glob("*/*.json")):
         result = json.loads(path.read_text())
-        if current_only and not compare.is_current(result):
+        if current_only and not compare.is_current(result, version):
             ignored.append(
                 f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')} "
-                f"(current: version {compare.HARNESS_VERSION}, budget {compare.BUDGETS.get(result.get('env_id'))})",
+                f"(kept: version {version}, budget {compare.BUDGETS.get(result.get('env_id'))})",
             )
             continue
         results[result["env_id"]][result["method"]][result["seed"]] = result
@@ -155,7 +160,7 @@ def demos_table() -> str:
         rows.append(
             f"| {env_id} | {s['expert_return_mean']:.1f} ± {s['expert_return_std']:.1f} "
             f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} "
-            f"| {s['expert_timesteps'] // 1000}k SAC steps |",
+            f"| {s['expert_timesteps'] // 1000}k {s.get('expert_algo', 'SAC')} steps |",
         )
     return "\n".join(rows)
 
@@ -178,6 +183,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where results.md and img/learning_curves.png go")
     # A str, not a Path: Path("") is "." and could not say "none".
     parser.add_argument("--readme", default="README.md", help="README whose results section is rewritten ('' for none)")
+    parser.add_argument("--harness-version", type=commands.positive_int, default=compare.HARNESS_VERSION,
+                        help="the harness version whose files make the table (default: today's; an older "
+                             "one's files are kept in benchmarks/results/harness-vN)")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -185,7 +193,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     readme = pathlib.Path(args.readme) if args.readme else None
     if readme and not readme.is_file():
         parser.error(f"no README at {args.readme}: name one with --readme, or pass --readme '' for none")
-    results, ignored = load_results(args.results_dir)
+    results, ignored = load_results(args.results_dir, version=args.harness_version)
     if not results:
         raise SystemExit(
             f"No current result files in {args.results_dir} ({len(ignored)} left out as outdated): "
@@ -194,8 +202,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     markdown = table(results)
     if ignored:
         markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
-    plot_curves(results, args.out_dir / "img" / "learning_curves.png")
-    data.atomic_write_bytes(args.out_dir / "results.md", (RESULTS_PAGE_HEAD + markdown).encode())
+    plot = args.out_dir / "img" / "learning_curves.png"
+    plot_curves(results, plot)
+    # The page is included into docs/benchmarks.md, so the plot is linked from the docs folder.
+    link = plot.relative_to(DOCS_DIR) if plot.is_relative_to(DOCS_DIR) else plot
+    data.atomic_write_bytes(args.out_dir / "results.md", (RESULTS_PAGE_HEAD.format(plot=link) + markdown).encode())
     if readme:
         update_readme(readme, markdown, "results")
         update_readme(readme, demos_table(), "demos")

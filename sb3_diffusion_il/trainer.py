@@ -22,7 +22,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import checkpoint, data, relabel, score_net
+from sb3_diffusion_il import checkpoint, data, flatten, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
 from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, check_precision, saturation_scale, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -194,8 +194,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             raise ValueError(
                 f"reward_normalization={reward_normalization!r} is not one of {REWARD_NORMALIZATIONS}.",
             )
-        _check_learner(gen_algo)
-        _check_spaces(venv, gen_algo, conditioning)
+        _check_spaces(venv, conditioning)
+        _check_learner(gen_algo, venv)
         self.conditioning = conditioning
         self.venv = venv
         self.gen_algo = gen_algo
@@ -235,8 +235,12 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_score_net.to(gen_algo.device)
         self.learner_score_net.to(gen_algo.device)
         if not self.expert_score_net.is_fitted:
-            mean, std = self.expert_data.mean(0), self.expert_data.std(0)
-            self.expert_score_net.set_normalization(mean.cpu().numpy(), std.cpu().numpy())
+            mean, std = self.expert_data.mean(0).cpu().numpy(), self.expert_data.std(0).cpu().numpy()
+            # One-hot and binary coordinates map {0, 1} to {-1, 1} whatever the expert's
+            # spread: one the expert (nearly) never changes would otherwise be scaled up
+            # without bound.
+            binary = self._binary_features()
+            self.expert_score_net.set_normalization(np.where(binary, 0.5, mean), np.where(binary, 0.5, std))
         if not self.learner_score_net.is_fitted:
             # The cost feeds both networks expert-normalised features, so both fit in that space.
             self.learner_score_net.set_normalization(
@@ -305,19 +309,21 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def set_demonstrations(self, demonstrations: data.AnyDemonstrations) -> None:
         """Sets the expert data the expert score network is fitted on (split off 10% held out)."""
-        arrays = data.to_arrays(demonstrations)
-        obs_shape = self.venv.observation_space.shape
-        if arrays.obs.shape[1:] != obs_shape:
-            raise ValueError(
-                f"Demonstration states have shape {arrays.obs.shape[1:]}, but venv's "
-                f"observations have shape {obs_shape}: demonstrations must come from the same task.",
-            )
-        _warn_if_out_of_bounds(arrays.obs, self.venv.observation_space)
+        arrays = data.to_arrays(demonstrations, self.venv.observation_space, self.venv.action_space)
+        if isinstance(self.venv.observation_space, spaces.Box):
+            _warn_if_out_of_bounds(arrays.obs, self.venv.observation_space)
         x = th.as_tensor(arrays.features(self.conditioning), device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
         self.expert_data = x[perm[n_heldout:]]
+
+    def _binary_features(self) -> np.ndarray:
+        """Which feature coordinates are one-hot or binary (see `flatten`)."""
+        obs = flatten.binary_coordinates(self.venv.observation_space)
+        second = {"state": [], "state_action": [flatten.binary_coordinates(self.venv.action_space)],
+                  "state_next_state": [obs]}[self.conditioning]
+        return np.concatenate([obs, *second])
 
     @property
     def policy(self) -> policies.BasePolicy:
@@ -472,7 +478,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         elapsed = time.perf_counter() - start
         trajectories, ep_lens = self.venv_buffering.pop_trajectories()
         self._check_fixed_horizon(ep_lens)
-        new = data.to_arrays(trajectories).features(self.conditioning)
+        new = data.to_arrays(trajectories, self.venv.observation_space, self.venv.action_space).features(
+            self.conditioning,
+        )
         self.learner_buffer.add(new)
         self._last_round_features = new
         self.logger.record("diffusion/env_steps_per_second", total_timesteps / elapsed)
@@ -713,9 +721,11 @@ def _complete_episode_returns(
 
 
 def _warn_if_out_of_bounds(obs: np.ndarray, space: spaces.Box) -> None:
-    # Where the space is unbounded, "huge" stands in for its bound.
-    low = np.where(np.isfinite(space.low), space.low, -HUGE_OBSERVATION)
-    high = np.where(np.isfinite(space.high), space.high, HUGE_OBSERVATION)
+    """:param obs: flattened states ``(n, prod(space.shape))``"""
+    # Where the space is unbounded, "huge" stands in for its bound; float64, since
+    # float32 bounds near float32's largest value (CartPole's) overflow the slack below.
+    low = np.where(np.isfinite(space.low), space.low, -HUGE_OBSERVATION).astype(np.float64).reshape(-1)
+    high = np.where(np.isfinite(space.high), space.high, HUGE_OBSERVATION).astype(np.float64).reshape(-1)
     # Relative slack: float32 rounding of values that sit on a bound.
     outside = (obs < low - 1e-5 * (1 + np.abs(low))) | (obs > high + 1e-5 * (1 + np.abs(high)))
     if outside.any():
@@ -757,32 +767,13 @@ def auto_reward_std(gen_algo: base_class.BaseAlgorithm) -> float:
     return 1.0
 
 
-def _check_learner(gen_algo: base_class.BaseAlgorithm) -> None:
+def _check_learner(gen_algo: base_class.BaseAlgorithm, venv: vec_env.VecEnv) -> None:
     if not isinstance(gen_algo, (OffPolicyAlgorithm, on_policy_algorithm.OnPolicyAlgorithm)):
         raise TypeError(
             f"gen_algo is a {type(gen_algo).__name__}, which DiffusionScoreIL cannot train: it needs "
             "an off-policy learner with a replay buffer to relabel (SB3's SAC, TD3, DDPG, DQN, "
             "sb3-contrib's TQC, QR-DQN) or an on-policy one that trains on venv_wrapped's reward "
             "(PPO, A2C, sb3-contrib's TRPO, RecurrentPPO).",
-        )
-
-
-def _check_spaces(venv: vec_env.VecEnv, gen_algo: base_class.BaseAlgorithm, conditioning: str) -> None:
-    obs_space = venv.observation_space
-    if isinstance(obs_space, spaces.Dict):
-        raise ValueError(
-            "Dict observation spaces are not supported yet: wrap the env in gymnasium's "
-            "FlattenObservation so observations are flat vectors.",
-        )
-    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(
-            f"Observation space {obs_space} is not supported yet: DiffusionScoreIL needs flat "
-            "vector (1-D Box) observations; image observations are not supported yet.",
-        )
-    if conditioning == "state_action" and not isinstance(venv.action_space, spaces.Box):
-        raise ValueError(
-            f"conditioning='state_action' needs a Box action space, got {venv.action_space}: "
-            "use conditioning='state'.",
         )
     for name in ("observation_space", "action_space"):
         theirs, ours = getattr(gen_algo, name), getattr(venv, name)
@@ -791,6 +782,12 @@ def _check_spaces(venv: vec_env.VecEnv, gen_algo: base_class.BaseAlgorithm, cond
                 f"gen_algo's {name} {theirs} differs from venv's {ours}: build the learner "
                 "on the same environment as venv.",
             )
+
+
+def _check_spaces(venv: vec_env.VecEnv, conditioning: str) -> None:
+    flatten.check_space(venv.observation_space, "Observation")
+    if conditioning == "state_action":
+        flatten.check_space(venv.action_space, "Action")
 
 
 def _default_round_length(gen_algo: base_class.BaseAlgorithm, n_envs: int) -> int:

@@ -121,9 +121,11 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     compare.main(base)
     compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth", "--reward-std", "1"])
     compare.main(base + ["--conditioning", "state_action"])
+    compare.main(base + ["--reward-saturation", "none"])
+    compare.main(base + ["--reward-saturation", "0.5"])
     assert passed == [
         {}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True},
-        {"conditioning": "state_action"},
+        {"conditioning": "state_action"}, {"reward_saturation": None}, {"reward_saturation": 0.5},
     ]
 
 

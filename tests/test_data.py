@@ -85,7 +85,7 @@ def test_all_demonstration_types_give_the_same_features(pendulum_trajectories):
     [
         (None, "No demonstrations"),
         (np.zeros((0, 3)), "0 states"),
-        (np.zeros((5, 3, 2)), "image or multi-dimensional"),
+        (np.zeros((5, 3, 2)), "must be vectors.*observation_space"),
         (np.array([[0.0, np.nan, 1.0], [0.0, 0.0, 1.0]]), "non-finite"),
         ([{"acts": np.zeros((2, 1))}], "'obs' key"),
     ],

@@ -10,7 +10,7 @@ EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_quickstart.ipynb", "02_compare_baselines.ipynb"])
+@pytest.mark.parametrize("name", ["01_quickstart.ipynb", "02_compare_baselines.ipynb", "03_gail_tutorial_swap.ipynb"])
 def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_BUDGET", "1000")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -8,12 +8,12 @@ from imitation.algorithms.adversarial.gail import GAIL
 from imitation.rewards.reward_nets import BasicRewardNet
 from imitation.util.networks import RunningNorm
 from sb3_contrib import TQC
-from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3 import DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork
+from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork, load_demonstrations
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
@@ -37,6 +37,10 @@ class ImageObsEnv(DictObsEnv):
     observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
 
 
+class TupleObsEnv(DictObsEnv):
+    observation_space = gym.spaces.Tuple((gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2)))
+
+
 # -- bad input: clear errors at construction ------------------------------------------
 
 
@@ -52,10 +56,12 @@ def test_demonstrations_from_another_task(venv, sac):
         make_trainer(venv, sac, np.zeros((10, 4), np.float32))
 
 
-@pytest.mark.parametrize("env_cls, match", [(DictObsEnv, "Dict observation"), (ImageObsEnv, "image")])
+@pytest.mark.parametrize("env_cls, match", [
+    (ImageObsEnv, "holds images.*Supported: Box"), (TupleObsEnv, "Tuple, which is not supported.*FlattenObservation"),
+])
 def test_unsupported_observations(env_cls, match):
     venv = DummyVecEnv([env_cls])
-    algo = PPO("MultiInputPolicy" if env_cls is DictObsEnv else "CnnPolicy", venv, n_steps=8, batch_size=8)
+    algo = PPO("CnnPolicy", venv, n_steps=8, batch_size=8) if env_cls is ImageObsEnv else None
     with pytest.raises(ValueError, match=match):
         make_trainer(venv, algo, np.zeros((10, 3), np.float32))
 
@@ -230,6 +236,27 @@ def test_one_round_with_other_off_policy_learners(venv, pendulum_states, algo_cl
     trainer.train(200, progress_bar=False)
     assert algo.num_timesteps == 200
     assert len(trainer.learner_buffer) == 200
+
+
+def test_one_round_with_dqn_on_discrete_actions():
+    import seals  # noqa: F401  (registers seals/CartPole-v0)
+
+    venv = make_vec_env("seals/CartPole-v0", n_envs=1, seed=0)
+    dqn = DQN("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+    states = np.concatenate([t.obs for t in load_demonstrations("seals/CartPole-v0", n_episodes=2)])
+    trainer = make_trainer(venv, dqn, states, gen_train_timesteps=500)
+    seen = []
+    original_train = dqn.train
+
+    def spy_train(gradient_steps, batch_size):
+        seen.append(dqn.replay_buffer.sample(batch_size).rewards.clone())
+        original_train(gradient_steps, batch_size)
+
+    dqn.train = spy_train
+    trainer.train(1000, progress_bar=False)
+    assert dqn.num_timesteps == 1000
+    # The second round's minibatches carry the refitted cost, standardised.
+    assert float(seen[-1].std(unbiased=False)) == pytest.approx(trainer.reward_std, rel=1e-3)
 
 
 def test_float64_observations_of_mujoco_tasks():
