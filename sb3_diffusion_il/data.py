@@ -102,10 +102,15 @@ def _batches_to_arrays(batches: Iterable[types.TransitionMapping]) -> Demonstrat
                 f"{type(batch).__name__}.",
             )
 
-    def stack(key: str) -> Optional[np.ndarray]:
+    def to_numpy(value: Any) -> Union[np.ndarray, types.DictObs]:
+        if isinstance(value, (dict, types.DictObs)):
+            return types.DictObs({k: np.asarray(th.as_tensor(v).cpu()) for k, v in value.items()})
+        return np.asarray(th.as_tensor(value).cpu())
+
+    def stack(key: str) -> Optional[Union[np.ndarray, types.DictObs]]:
         if not all(key in b for b in batches):
             return None
-        return np.concatenate([np.asarray(th.as_tensor(b[key]).cpu()) for b in batches])
+        return types.concatenate_maybe_dictobs([to_numpy(b[key]) for b in batches])
 
     return DemonstrationArrays(stack("obs"), stack("acts"), stack("next_obs"))
 
