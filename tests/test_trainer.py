@@ -132,16 +132,22 @@ def test_too_few_timesteps(venv, sac, pendulum_states):
 # -- reward delivery --------------------------------------------------------------------
 
 
-def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_states):
-    trainer = make_trainer(venv, sac, pendulum_states, reward_std=0.1)
+def spy_minibatch_rewards(algo):
+    """The rewards of a minibatch drawn at every ``train`` call of an off-policy learner."""
     seen = []
-    original_train = sac.train
+    original_train = algo.train
 
     def spy_train(gradient_steps, batch_size):
-        seen.append(sac.replay_buffer.sample(batch_size).rewards.clone())
+        seen.append(algo.replay_buffer.sample(batch_size).rewards.clone())
         original_train(gradient_steps, batch_size)
 
-    sac.train = spy_train
+    algo.train = spy_train
+    return seen
+
+
+def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, reward_std=0.1)
+    seen = spy_minibatch_rewards(sac)
     trainer.train(400, progress_bar=False)
     last = seen[-1]
     assert float(last.std(unbiased=False)) == pytest.approx(0.1, rel=1e-3)
@@ -245,14 +251,7 @@ def test_one_round_with_dqn_on_discrete_actions():
     dqn = DQN("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
     states = np.concatenate([t.obs for t in load_demonstrations("seals/CartPole-v0", n_episodes=2)])
     trainer = make_trainer(venv, dqn, states, gen_train_timesteps=500)
-    seen = []
-    original_train = dqn.train
-
-    def spy_train(gradient_steps, batch_size):
-        seen.append(dqn.replay_buffer.sample(batch_size).rewards.clone())
-        original_train(gradient_steps, batch_size)
-
-    dqn.train = spy_train
+    seen = spy_minibatch_rewards(dqn)
     trainer.train(1000, progress_bar=False)
     assert dqn.num_timesteps == 1000
     # The second round's minibatches carry the refitted cost, standardised.
