@@ -22,7 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations
-from sb3_diffusion_il.experts import versions
+from sb3_diffusion_il.benchmark.experts import versions
 
 from common import write_result
 

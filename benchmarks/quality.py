@@ -15,7 +15,7 @@ import pathlib
 
 from common import write_result
 
-from sb3_diffusion_il import report
+from sb3_diffusion_il.benchmark import report
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 

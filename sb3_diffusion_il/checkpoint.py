@@ -1,4 +1,4 @@
-"""Checkpoints of a training run: the random-number states, and saving every N rounds.
+"""Checkpoints of a training run: writing and reading them, the random-number states, saving every N rounds.
 
 A checkpoint is one file written by ``DiffusionScoreIL.save`` (score networks,
 their optimisers, the learner-state buffer, the round counter, the random
@@ -7,6 +7,9 @@ under a temporary name and renamed, so a run killed at any moment leaves every
 ``round_*.pt`` file whole.
 """
 
+import hashlib
+import importlib
+import io
 import pathlib
 import random
 import re
@@ -16,8 +19,76 @@ import numpy as np
 import torch as th
 from imitation.data import types
 from imitation.util import util
+from stable_baselines3.common import base_class, vec_env
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from sb3_diffusion_il import data
 
 CHECKPOINT_PATTERN = re.compile(r"round_(\d+)\.pt")
+# Version of the file layout; `read` refuses others.
+CHECKPOINT_FORMAT = 2
+
+
+def write(path: types.AnyPath, state: Dict[str, Any], venv: vec_env.VecEnv) -> None:
+    """Writes a trainer's ``state`` to ``path`` atomically, with the format and ``venv``'s spaces."""
+    buf = io.BytesIO()
+    th.save({"format": CHECKPOINT_FORMAT, "spaces": space_signature(venv), **state}, buf)
+    data.atomic_write_bytes(util.parse_path(path), buf.getvalue())
+
+
+def read(path: types.AnyPath, venv: vec_env.VecEnv) -> Dict[str, Any]:
+    """The state `write` wrote to ``path``; raises unless it is of this format and ``venv``'s task."""
+    path = util.parse_path(path)
+    try:
+        state = th.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable DiffusionScoreIL checkpoint ({e}).") from e
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} has checkpoint format {state.get('format')}, this version reads "
+            f"format {CHECKPOINT_FORMAT}: save it again with this version of sb3-diffusion-il.",
+        )
+    if state["spaces"] != space_signature(venv):
+        raise ValueError(
+            f"{path} was saved for spaces {state['spaces']}, but venv has "
+            f"{space_signature(venv)}: load it with the task it was trained on.",
+        )
+    return state
+
+
+def restore_generator(generator: th.Generator, state: th.Tensor, saved_device: str) -> None:
+    """Sets a generator saved on ``saved_device``; on another kind of device, whose
+    generator has another algorithm and state, seeds it from the saved state instead."""
+    if generator.device.type == saved_device:
+        generator.set_state(state)
+    else:
+        digest = hashlib.sha256(state.numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def space_signature(venv: vec_env.VecEnv) -> Dict[str, str]:
+    return {"observation_space": str(venv.observation_space), "action_space": str(venv.action_space)}
+
+
+def learner_state(gen_algo: base_class.BaseAlgorithm) -> Dict[str, Any]:
+    """The SB3 learner as bytes of its own ``save`` (and ``save_replay_buffer``) format."""
+    model = io.BytesIO()
+    gen_algo.save(model)
+    state = {"class": f"{type(gen_algo).__module__}:{type(gen_algo).__qualname__}", "model": model.getvalue()}
+    if isinstance(gen_algo, OffPolicyAlgorithm):
+        replay = io.BytesIO()
+        gen_algo.save_replay_buffer(replay)
+        state["replay_buffer"] = replay.getvalue()
+    return state
+
+
+def restore_learner(state: Dict[str, Any], venv: vec_env.VecEnv) -> base_class.BaseAlgorithm:
+    module, _, name = state["class"].partition(":")
+    algo_cls = getattr(importlib.import_module(module), name)
+    gen_algo = algo_cls.load(io.BytesIO(state["model"]), env=venv)
+    if "replay_buffer" in state:
+        gen_algo.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
+    return gen_algo
 
 
 def global_rng_state() -> Dict[str, Any]:

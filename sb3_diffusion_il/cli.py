@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 from imitation.data import types
 from imitation.util import logger as imit_logger
 from sb3_contrib import TQC
-from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3 import DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -28,11 +28,12 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 import sb3_diffusion_il
-from sb3_diffusion_il import commands, compare, data, experts, report, tasks
+from sb3_diffusion_il import commands, data
+from sb3_diffusion_il.benchmark import compare, experts, report, tasks
 from sb3_diffusion_il.trainer import DiffusionScoreIL
 
 PROG = "sb3-diffusion-il"
-ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "ppo": PPO}
+ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "dqn": DQN, "ppo": PPO}
 # Learners with an entropy temperature (see compare.LEARNERS).
 ENTROPY_ALGOS = ("sac", "tqc")
 POLICY_FILE, TRAINER_FILE, RUN_FILE = "policy.zip", "trainer.pt", "run.json"

@@ -65,7 +65,7 @@ def run_standalone(
 ) -> None:
     """Parses ``argv`` (``sys.argv[1:]`` when None) with one command's arguments and runs it.
 
-    :param prog: the command as a user types it, e.g. ``python -m sb3_diffusion_il.experts``
+    :param prog: the command as a user types it, e.g. ``python -m sb3_diffusion_il.benchmark.experts``
     :param description: the ``--help`` text, usually the module's docstring
     """
     argv = list(sys.argv[1:] if argv is None else argv)

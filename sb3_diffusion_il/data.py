@@ -287,7 +287,7 @@ def read_trajectories(path: pathlib.Path, sha256: Optional[str] = None) -> List[
         raise ValueError(
             f"Demonstration file {path} does not match its manifest's checksum: it is "
             "corrupt or truncated. Reinstall the package or regenerate it with "
-            "`python -m sb3_diffusion_il.experts`.",
+            "`python -m sb3_diffusion_il.benchmark.experts`.",
         )
     try:
         with np.load(path) as f:
@@ -320,7 +320,7 @@ def _manifest(env_id: str) -> Dict[str, Any]:
         raise ValueError(
             f"No bundled demonstrations for {env_id!r}. Bundled: {bundled_env_ids()}. "
             "To make demonstrations for another task, run "
-            f"`python -m sb3_diffusion_il.experts {env_id} --out-dir DIR` and load "
+            f"`python -m sb3_diffusion_il.benchmark.experts {env_id} --out-dir DIR` and load "
             "them with `sb3_diffusion_il.data.read_trajectories`.",
         )
     return json.loads(path.read_text())

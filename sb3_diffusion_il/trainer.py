@@ -1,9 +1,6 @@
 """``DiffusionScoreIL``: imitation by diffusion score matching, a drop-in for GAIL/AIRL."""
 
 import contextlib
-import hashlib
-import importlib
-import io
 import time
 import warnings
 from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Type, Union
@@ -40,8 +37,6 @@ AUTO_REFRESH_DRAWS = 4
 REWARD_NORMALIZATIONS = ("mean_std", "robust")
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
-# Version of the `save` file layout; `load` refuses others.
-CHECKPOINT_FORMAT = 2
 
 
 class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
@@ -588,9 +583,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         saved (SB3 cannot save environments): a resumed run starts new ones.
         """
         state = {
-            "format": CHECKPOINT_FORMAT,
             "settings": self._settings(),
-            "spaces": _space_signature(self.venv),
             "expert_config": self.expert_score_net.config(),
             "learner_config": self.learner_score_net.config(),
             "expert_state": self.expert_score_net.state_dict(),
@@ -603,11 +596,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             "generator": self.generator.get_state(),
             "generator_device": self.generator.device.type,
             "global_rng": checkpoint.global_rng_state(),
-            "learner": _learner_state(self.gen_algo) if include_learner else None,
+            "learner": checkpoint.learner_state(self.gen_algo) if include_learner else None,
         }
-        buf = io.BytesIO()
-        th.save(state, buf)
-        data.atomic_write_bytes(util.parse_path(path), buf.getvalue())
+        checkpoint.write(path, state, self.venv)
 
     @classmethod
     def load(
@@ -629,31 +620,18 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             (with its replay buffer) is restored on ``venv``
         :param kwargs: override saved settings
         """
-        path = util.parse_path(path)
-        try:
-            state = th.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable DiffusionScoreIL checkpoint ({e}).") from e
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{path} has checkpoint format {state.get('format')}, this version reads "
-                f"format {CHECKPOINT_FORMAT}: save it again with this version of sb3-diffusion-il.",
-            )
-        if state["spaces"] != _space_signature(venv):
-            raise ValueError(
-                f"{path} was saved for spaces {state['spaces']}, but venv has "
-                f"{_space_signature(venv)}: load it with the task it was trained on.",
-            )
+        state = checkpoint.read(path, venv)
         if gen_algo is None:
             if state["learner"] is None:
                 raise ValueError(f"{path} was saved without the learner: pass gen_algo.")
-            gen_algo = _restore_learner(state["learner"], venv)
+            gen_algo = checkpoint.restore_learner(state["learner"], venv)
         nets = []
         for name in ("expert", "learner"):
             net = ScoreNetwork(**state[f"{name}_config"])
             net.load_state_dict(state[f"{name}_state"])
             nets.append(net)
-        settings = {**state["settings"], **kwargs}
+        # Checkpoints from before reward_saturation trained on the plain -c.
+        settings = {"reward_saturation": None, **state["settings"], **kwargs}
         trainer = cls(
             demonstrations=demonstrations,
             venv=venv,
@@ -668,44 +646,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         trainer._copy_expert_into_learner = state["copy_expert_into_learner"]
         trainer._global_step = state["round"]
         # Random states last: building the trainer above draws from them.
-        _restore_generator(trainer.generator, state["generator"], state.get("generator_device", "cpu"))
+        checkpoint.restore_generator(trainer.generator, state["generator"], state.get("generator_device", "cpu"))
         checkpoint.set_global_rng_state(state["global_rng"])
         return trainer
-
-
-def _restore_generator(generator: th.Generator, state: th.Tensor, saved_device: str) -> None:
-    """Sets a generator saved on ``saved_device``; on another kind of device, whose
-    generator has another algorithm and state, seeds it from the saved state instead."""
-    if generator.device.type == saved_device:
-        generator.set_state(state)
-    else:
-        digest = hashlib.sha256(state.numpy().tobytes()).digest()
-        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def _space_signature(venv: vec_env.VecEnv) -> Dict[str, str]:
-    return {"observation_space": str(venv.observation_space), "action_space": str(venv.action_space)}
-
-
-def _learner_state(gen_algo: base_class.BaseAlgorithm) -> Dict[str, Any]:
-    """The SB3 learner as bytes of its own ``save`` (and ``save_replay_buffer``) format."""
-    model = io.BytesIO()
-    gen_algo.save(model)
-    state = {"class": f"{type(gen_algo).__module__}:{type(gen_algo).__qualname__}", "model": model.getvalue()}
-    if isinstance(gen_algo, OffPolicyAlgorithm):
-        replay = io.BytesIO()
-        gen_algo.save_replay_buffer(replay)
-        state["replay_buffer"] = replay.getvalue()
-    return state
-
-
-def _restore_learner(state: Dict[str, Any], venv: vec_env.VecEnv) -> base_class.BaseAlgorithm:
-    module, _, name = state["class"].partition(":")
-    algo_cls = getattr(importlib.import_module(module), name)
-    gen_algo = algo_cls.load(io.BytesIO(state["model"]), env=venv)
-    if "replay_buffer" in state:
-        gen_algo.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
-    return gen_algo
 
 
 def _complete_episode_returns(

@@ -10,7 +10,8 @@ import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_diffusion_il import DiffusionScoreIL, baselines
+from sb3_diffusion_il import DiffusionScoreIL
+from sb3_diffusion_il.benchmark import baselines
 
 pytestmark = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
 

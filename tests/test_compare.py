@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from sb3_diffusion_il import compare, data, report
+from sb3_diffusion_il import data
+from sb3_diffusion_il.benchmark import compare, report
 
 
 def fake_result(method, seed, final_return, env_id="Pendulum-v1", **overrides):
@@ -62,15 +63,11 @@ def test_table_and_plot_from_result_files(tmp_path):
         write(tmp_path, fake_result("gail", seed, random))
         write(tmp_path, fake_result("bc", seed, random))
     readme = tmp_path / "README.md"
-    readme.write_text(
-        "intro\n<!-- results:start -->\nold table\n<!-- results:end -->\n"
-        "<!-- demos:start -->\nold demos\n<!-- demos:end -->\nrest\n",
-    )
+    readme.write_text("intro\n<!-- results:start -->\nold table\n<!-- results:end -->\nrest\n")
     report.main(["--results-dir", str(tmp_path), "--out-dir", str(tmp_path / "docs"), "--readme", str(readme)])
     markdown = (tmp_path / "docs" / "results.md").read_text()
     assert "old table" not in readme.read_text() and "| Pendulum-v1 | 10,000 |" in readme.read_text()
-    assert "old demos" not in readme.read_text()
-    assert f"| Pendulum-v1 | {expert:.1f} ± {stats['expert_return_std']:.1f} |" in readme.read_text()
+    assert f"| Pendulum-v1 | {expert:.1f} ± {stats['expert_return_std']:.1f} |" in markdown
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
     row = next(line for line in markdown.splitlines() if line.startswith("| Pendulum-v1 | 10,000 |"))
     assert "| 3/3/3 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] |" in row
@@ -116,7 +113,7 @@ def test_diffusion_score_cell_records_settings_other_than_the_defaults(tmp_path,
 
 def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     passed = []
-    monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[-1]))
+    monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[5]) or [])
     base = ["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path)]
     compare.main(base)
     compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth", "--reward-std", "1"])
@@ -143,3 +140,38 @@ def test_on_policy_cell_end_to_end(tmp_path, monkeypatch, method):
     assert result["learner"] == "PPO" and result["learner_kwargs"]["n_envs"] == 2
     assert "relabelled" not in result["variant"]
     assert result["curve"][-1][0] == 1280
+
+
+# Result fields that time the run, and differ between any two runs of a cell.
+TIMINGS = ("wall_seconds", "env_steps_per_second")
+
+
+def contents(results_dir):
+    return {
+        path.relative_to(results_dir): {k: v for k, v in json.loads(path.read_text()).items() if k not in TIMINGS}
+        for path in sorted(results_dir.glob("*/*.json"))
+    }
+
+
+def test_ray_backend_writes_what_the_process_pool_does(tmp_path):
+    """A local Ray cluster of 2 CPUs, 4 cells (BC: seconds each): the same files but for timings."""
+    cells = [compare.Cell("bc", env_id, seed, compare.BUDGETS[env_id])
+             for env_id in ("Pendulum-v1", "InvertedPendulum-v4") for seed in (0, 1)]
+    assert compare.run_cells(cells, tmp_path / "process", tmp_path / "logs", workers=2) == []
+    assert compare.run_cells(cells, tmp_path / "ray", tmp_path / "logs-ray", workers=2, backend="ray") == []
+    written = contents(tmp_path / "ray")
+    assert len(written) == 4 and written == contents(tmp_path / "process")
+
+
+def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path):
+    good = compare.Cell("bc", "Pendulum-v1", 0, compare.BUDGETS["Pendulum-v1"])
+    bad = compare.Cell("bc", "NoSuchTask-v0", 0, 1000)
+    failures = compare.run_cells([bad, good], tmp_path, tmp_path / "logs", workers=2, backend="ray")
+    assert [cell for cell, _ in failures] == [bad] and "NoSuchTask" in failures[0][1]
+    assert good.path(tmp_path).exists()
+    assert not bad.path(tmp_path).parent.exists()  # nothing written for it, not even its folder
+
+
+def test_address_without_ray_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        compare.main(["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path), "--address", "auto"])

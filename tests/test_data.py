@@ -8,7 +8,7 @@ import torch as th
 from imitation.data import rollout, types
 
 from sb3_diffusion_il import data, expert_stats, load_demonstrations, normalized_return
-from sb3_diffusion_il.tasks import TASKS, get_task
+from sb3_diffusion_il.benchmark.tasks import TASKS, get_task
 
 
 def test_every_bundled_task_loads_offline_with_a_clear_expert_gap():
@@ -35,7 +35,7 @@ def test_n_episodes():
 
 
 def test_unknown_env_id_lists_bundled_ids_and_how_to_make_more():
-    with pytest.raises(ValueError, match=r"Pendulum-v1.*python -m sb3_diffusion_il.experts"):
+    with pytest.raises(ValueError, match=r"Pendulum-v1.*python -m sb3_diffusion_il.benchmark.experts"):
         load_demonstrations("NoSuchTask-v0")
 
 

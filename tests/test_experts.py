@@ -2,7 +2,7 @@
 
 import json
 
-from sb3_diffusion_il.experts import train_expert
+from sb3_diffusion_il.benchmark.experts import train_expert
 
 SAC_KWARGS = dict(learning_starts=100, batch_size=64)
 

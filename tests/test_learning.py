@@ -21,7 +21,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_diffusion_il import DiffusionScoreIL, DiffusionScoreReward, compare, load_demonstrations
+from sb3_diffusion_il import DiffusionScoreIL, DiffusionScoreReward, load_demonstrations
+from sb3_diffusion_il.benchmark import compare
 
 QUICKSTART = pathlib.Path(__file__).parents[1] / "examples" / "quickstart.py"
 BAR = 0.9

@@ -1,6 +1,6 @@
 """Train an SB3 expert (SAC or PPO, as the task says) and write its demonstrations and manifest.
 
-Run ``python -m sb3_diffusion_il.experts ENV_ID`` (or ``sb3-diffusion-il make-demos
+Run ``python -m sb3_diffusion_il.benchmark.experts ENV_ID`` (or ``sb3-diffusion-il make-demos
 ENV_ID``). Training is resumable: the model, its replay buffer (SAC) and the
 learning curve are checkpointed in ``--work-dir`` after every evaluation, and a
 rerun continues from there.
@@ -25,7 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_diffusion_il import commands, data
-from sb3_diffusion_il.tasks import check_env_id, get_task
+from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task
 
 ALGOS = {"SAC": SAC, "PPO": PPO}
 
@@ -212,7 +212,7 @@ def make_demonstrations(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command's arguments (``python -m sb3_diffusion_il.experts``, ``sb3-diffusion-il make-demos``)."""
+    """The command's arguments (``python -m sb3_diffusion_il.benchmark.experts``, ``sb3-diffusion-il make-demos``)."""
     parser.add_argument("env_id", help="gymnasium task id, e.g. Pendulum-v1 or seals/Hopper-v1")
     parser.add_argument("--out-dir", type=pathlib.Path, default=data.DEMO_DIR,
                         help="where the demonstrations (.npz) and manifest (.json) go (default: the package's)")
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    commands.run_standalone("python -m sb3_diffusion_il.experts", __doc__, add_arguments, run, argv)
+    commands.run_standalone("python -m sb3_diffusion_il.benchmark.experts", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ result file with the learning curve of true returns (10 evaluation episodes
 every tenth of the budget), wall-clock time and env steps per second. Cells
 already done are skipped, so results accumulate across sessions::
 
-    python -m sb3_diffusion_il.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
+    python -m sb3_diffusion_il.benchmark.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
 
 (or ``sb3-diffusion-il compare ...``). All methods train the same learner with
 the same settings and budget on a task, built as SB3's and imitation's docs
@@ -19,9 +19,9 @@ import dataclasses
 import json
 import pathlib
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
@@ -34,9 +34,10 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import baselines, commands, data
-from sb3_diffusion_il.experts import versions
-from sb3_diffusion_il.tasks import get_task
+from sb3_diffusion_il import commands, data
+from sb3_diffusion_il.benchmark import baselines
+from sb3_diffusion_il.benchmark.experts import versions
+from sb3_diffusion_il.benchmark.tasks import get_task
 from sb3_diffusion_il.trainer import REWARD_NORMALIZATIONS, DiffusionScoreIL
 
 # Bump when a change makes earlier result files incomparable; the report
@@ -103,6 +104,9 @@ CHECKABLE_SETTINGS = (
 )
 # A flag's value that stands for a setting of None (argparse's None means "not given").
 NONE = "none"
+BACKENDS = ("process", "ray")
+# A cell that fails (raises, or its worker dies) is run this many times more.
+CELL_RETRIES = 1
 N_EVAL_POINTS = 10
 N_EVAL_EPISODES = 10
 EVAL_SEED = 100_000
@@ -141,11 +145,14 @@ def is_current(result: Dict[str, Any], version: int = HARNESS_VERSION) -> bool:
     return result.get("harness_version") == version and result.get("budget") == BUDGETS.get(result.get("env_id"))
 
 
-def run_cell(
-    cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
+def train_cell(
+    cell: Cell, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Trains one method on one task and seed, writing the result file atomically.
+    """Trains one method on one task and seed; returns the cell's result (what its file holds).
 
+    Both backends run this in their workers; the driver writes the files.
+
+    :param log_dir: where the run's progress logs go (on the worker's machine)
     :param diffusion_kwargs: DiffusionScoreIL settings other than its defaults, to check
         them (the variant names each)
     """
@@ -222,7 +229,20 @@ def run_cell(
         "env_steps_per_second": env_steps / (wall - eval_seconds) if env_steps else None,
         "versions": versions(),
     }
+    return result
+
+
+def write_result(cell: Cell, results_dir: pathlib.Path, result: Dict[str, Any]) -> None:
+    """Writes a cell's result file atomically: a run killed midway leaves none."""
     data.atomic_write_bytes(cell.path(results_dir), json.dumps(result, indent=1).encode())
+
+
+def run_cell(
+    cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
+) -> Dict[str, Any]:
+    """`train_cell` in this process, then its result file written."""
+    result = train_cell(cell, log_dir, diffusion_kwargs)
+    write_result(cell, results_dir, result)
     return result
 
 
@@ -238,33 +258,109 @@ def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell
 
 def run_cells(
     cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int, progress_bar: bool = False,
-    diffusion_kwargs: Optional[Mapping[str, Any]] = None,
-) -> None:
-    """Runs cells in ``workers`` parallel processes, printing each result as it lands.
+    diffusion_kwargs: Optional[Mapping[str, Any]] = None, backend: str = "process", address: Optional[str] = None,
+) -> List[Tuple[Cell, str]]:
+    """Runs cells side by side, writing each result file as it lands and printing a line for it.
 
+    A cell that raises, or whose worker dies (Ray), is run once more; if it fails
+    again it is reported and the others go on. No file is written for it.
+
+    :param workers: process-pool workers, or the CPUs of the local Ray cluster started
+        when ``address`` is None
     :param progress_bar: show a progress bar over the cells
-    :param diffusion_kwargs: see ``run_cell``
+    :param diffusion_kwargs: see ``train_cell``
+    :param backend: one of ``BACKENDS``: ``"process"`` (a pool on this machine) or
+        ``"ray"`` (a Ray task per cell, asking for one CPU, and one GPU where the
+        cluster has them; ``pip install -e ".[ray]"``)
+    :param address: the Ray cluster to join (e.g. ``"auto"``); None starts a local one
+    :return: the cells that failed, with their errors
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}: choose one of {BACKENDS}.")
+    outcomes = _ray_outcomes if backend == "ray" else _process_outcomes
+    failures = []
+    bar = tqdm(total=len(cells), desc="cells", disable=not progress_bar)
+    for cell, outcome in outcomes(cells, log_dir, workers, diffusion_kwargs, address):
+        bar.update()
+        if isinstance(outcome, BaseException):
+            failures.append((cell, f"{type(outcome).__name__}: {outcome}"))
+            print(f"{cell.env_id:22s} {cell.method:16s} seed {cell.seed}: FAILED twice, {failures[-1][1]}", flush=True)
+            continue
+        write_result(cell, results_dir, outcome)
+        print(
+            f"{cell.env_id:22s} {cell.method:16s} seed {cell.seed}: "
+            f"return {outcome['final_return']:9.1f} (normalised {outcome['normalized_final_return']:.2f}), "
+            f"{outcome['wall_seconds']:.0f} s",
+            flush=True,
+        )
+    bar.close()
+    return failures
+
+
+Outcomes = Iterator[Tuple[Cell, Union[Dict[str, Any], BaseException]]]
+
+
+def _process_outcomes(
+    cells: Sequence[Cell], log_dir: pathlib.Path, workers: int, diffusion_kwargs: Optional[Mapping[str, Any]],
+    address: Optional[str],
+) -> Outcomes:
+    """Each cell's result, or its error after ``CELL_RETRIES`` retries, from a process pool."""
+    if address is not None:
+        raise ValueError("address is for the Ray backend: pass backend='ray'.")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, cell, results_dir, log_dir, diffusion_kwargs): cell for cell in cells}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="cells", disable=not progress_bar):
-            result = future.result()
-            print(
-                f"{result['env_id']:22s} {result['method']:16s} seed {result['seed']}: "
-                f"return {result['final_return']:9.1f} (normalised {result['normalized_final_return']:.2f}), "
-                f"{result['wall_seconds']:.0f} s",
-                flush=True,
-            )
+        futures = {pool.submit(train_cell, cell, log_dir, diffusion_kwargs): (cell, 0) for cell in cells}
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                cell, retries = futures.pop(future)
+                if future.exception() is None:
+                    yield cell, future.result()
+                elif retries < CELL_RETRIES:
+                    futures[pool.submit(train_cell, cell, log_dir, diffusion_kwargs)] = (cell, retries + 1)
+                else:
+                    yield cell, future.exception()
+
+
+def _ray_outcomes(
+    cells: Sequence[Cell], log_dir: pathlib.Path, workers: int, diffusion_kwargs: Optional[Mapping[str, Any]],
+    address: Optional[str],
+) -> Outcomes:
+    """Each cell's result, or its error after ``CELL_RETRIES`` retries, from Ray tasks."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else workers, log_to_driver=False)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=CELL_RETRIES, retry_exceptions=True)(train_cell)
+        refs = {task.remote(cell, log_dir, diffusion_kwargs): cell for cell in cells}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                yield refs[ready[0]], ray.get(ready[0])
+            except ray.exceptions.RayError as e:
+                yield refs[ready[0]], e
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command's arguments (``python -m sb3_diffusion_il.compare``, ``sb3-diffusion-il compare``)."""
+    """The command's arguments (``python -m sb3_diffusion_il.benchmark.compare``, ``sb3-diffusion-il compare``)."""
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), help=f"default: all of {list(BUDGETS)}")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help=f"default: all of {list(METHODS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=commands.positive_int, default=None,
                         help="override the task budgets (for smoke runs; the report leaves such results out)")
-    parser.add_argument("--workers", type=commands.positive_int, default=2, help="cells run side by side")
+    parser.add_argument("--workers", type=commands.positive_int, default=2,
+                        help="cells run side by side (with --backend ray and no --address: the local cluster's CPUs)")
+    parser.add_argument("--backend", choices=BACKENDS, default="process",
+                        help="a process pool on this machine (default), or a Ray task per cell")
+    parser.add_argument("--address", default=None,
+                        help="with --backend ray: the cluster to join (e.g. 'auto' after `ray start`); "
+                             "none starts a local one")
     parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
     parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default=None,
@@ -305,11 +401,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         name: None if getattr(args, name) == NONE else getattr(args, name)
         for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
     }
-    run_cells(todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs)
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address is for --backend ray")
+    failures = run_cells(
+        todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs, args.backend,
+        args.address,
+    )
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(todo)} cells failed twice: " + "; ".join(
+            f"{cell.method} {cell.env_id} seed {cell.seed}: {error}" for cell, error in failures
+        ))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    commands.run_standalone("python -m sb3_diffusion_il.compare", __doc__, add_arguments, run, argv)
+    commands.run_standalone("python -m sb3_diffusion_il.benchmark.compare", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The comparison's table and plots, from the harness's result files.
 
-    python -m sb3_diffusion_il.report [--results-dir benchmarks/results] [--out-dir docs] [--readme README.md]
+    python -m sb3_diffusion_il.benchmark.report [--results-dir benchmarks/results] [--out-dir docs] [--readme README.md]
 
-(or ``sb3-diffusion-il plot``). It writes ``OUT_DIR/results.md`` (the table,
-which the docs' Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``,
-and the tables between the README's markers: the comparison (``results``)
-and the bundled experts' returns from their manifests (``demos``).
+(or ``sb3-diffusion-il plot``). It writes ``OUT_DIR/results.md`` (the table
+and the bundled experts' returns from their manifests, which the docs'
+Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``, and the table
+between the README's ``results`` markers.
 
 Scores are normalised returns (0 random policy, 1 expert, from the bundled
 manifests); aggregates are interquartile means over seeds (and tasks) with 95%
@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sb3_diffusion_il import commands, compare, data, tasks
+from sb3_diffusion_il import commands, data
+from sb3_diffusion_il.benchmark import compare, tasks
 
 FRACTIONS = (0.5, 1.0)
 BOOTSTRAP_REPS = 2000
@@ -31,7 +32,7 @@ OVERALL_MIN_SEEDS = 3
 # results.md is the part of the docs' Benchmarks page (docs/benchmarks.md) that
 # the results decide; the page includes it and says how the numbers are made.
 RESULTS_PAGE_HEAD = (
-    "<!-- Written by `python -m sb3_diffusion_il.report`; docs/benchmarks.md includes it. -->\n\n"
+    "<!-- Written by `python -m sb3_diffusion_il.benchmark.report`; docs/benchmarks.md includes it. -->\n\n"
     "![learning curves]({plot})\n\n"
 )
 DOCS_DIR = pathlib.Path("docs")
@@ -177,7 +178,7 @@ def update_readme(readme: pathlib.Path, markdown: str, section: str = "results")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command's arguments (``python -m sb3_diffusion_il.report``, ``sb3-diffusion-il plot``)."""
+    """The command's arguments (``python -m sb3_diffusion_il.benchmark.report``, ``sb3-diffusion-il plot``)."""
     parser.add_argument("--results-dir", type=pathlib.Path, default=compare.DEFAULT_RESULTS_DIR)
     parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"),
                         help="where results.md and img/learning_curves.png go")
@@ -197,24 +198,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not results:
         raise SystemExit(
             f"No current result files in {args.results_dir} ({len(ignored)} left out as outdated): "
-            "run `python -m sb3_diffusion_il.compare`.",
+            "run `python -m sb3_diffusion_il.benchmark.compare`.",
         )
     markdown = table(results)
     if ignored:
         markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
+    experts = "\n### The bundled experts\n\n" + demos_table() + "\n"
     plot = args.out_dir / "img" / "learning_curves.png"
     plot_curves(results, plot)
     # The page is included into docs/benchmarks.md, so the plot is linked from the docs folder.
     link = plot.relative_to(DOCS_DIR) if plot.is_relative_to(DOCS_DIR) else plot
-    data.atomic_write_bytes(args.out_dir / "results.md", (RESULTS_PAGE_HEAD.format(plot=link) + markdown).encode())
+    page = RESULTS_PAGE_HEAD.format(plot=link) + markdown + experts
+    data.atomic_write_bytes(args.out_dir / "results.md", page.encode())
     if readme:
         update_readme(readme, markdown, "results")
-        update_readme(readme, demos_table(), "demos")
     print(markdown)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    commands.run_standalone("python -m sb3_diffusion_il.report", __doc__, add_arguments, run, argv)
+    commands.run_standalone("python -m sb3_diffusion_il.benchmark.report", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
