@@ -153,20 +153,25 @@ def contents(results_dir):
     }
 
 
+# Tiny cells: one 1,000-step round of SAC, score networks fitted for a few steps.
+TINY = {"expert_fit_steps": 20, "learner_fit_steps": 2}
+
+
 def test_ray_backend_writes_what_the_process_pool_does(tmp_path):
-    """A local Ray cluster of 2 CPUs, 4 cells (BC: seconds each): the same files but for timings."""
-    cells = [compare.Cell("bc", env_id, seed, compare.BUDGETS[env_id])
-             for env_id in ("Pendulum-v1", "InvertedPendulum-v4") for seed in (0, 1)]
-    assert compare.run_cells(cells, tmp_path / "process", tmp_path / "logs", workers=2) == []
-    assert compare.run_cells(cells, tmp_path / "ray", tmp_path / "logs-ray", workers=2, backend="ray") == []
+    """A local Ray cluster of 2 CPUs and 4 tiny cells: the same files as the process pool's but for timings."""
+    cells = [compare.Cell("diffusion_score", "Pendulum-v1", seed, 1000) for seed in range(4)]
+    assert compare.run_cells(cells, tmp_path / "process", tmp_path / "logs", 2, diffusion_kwargs=TINY) == []
+    assert compare.run_cells(
+        cells, tmp_path / "ray", tmp_path / "logs-ray", 2, diffusion_kwargs=TINY, backend="ray",
+    ) == []
     written = contents(tmp_path / "ray")
     assert len(written) == 4 and written == contents(tmp_path / "process")
 
 
 def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path):
-    good = compare.Cell("bc", "Pendulum-v1", 0, compare.BUDGETS["Pendulum-v1"])
-    bad = compare.Cell("bc", "NoSuchTask-v0", 0, 1000)
-    failures = compare.run_cells([bad, good], tmp_path, tmp_path / "logs", workers=2, backend="ray")
+    good = compare.Cell("diffusion_score", "Pendulum-v1", 0, 1000)
+    bad = compare.Cell("diffusion_score", "NoSuchTask-v0", 0, 1000)
+    failures = compare.run_cells([bad, good], tmp_path, tmp_path / "logs", 2, diffusion_kwargs=TINY, backend="ray")
     assert [cell for cell, _ in failures] == [bad] and "NoSuchTask" in failures[0][1]
     assert good.path(tmp_path).exists()
     assert not bad.path(tmp_path).parent.exists()  # nothing written for it, not even its folder
