@@ -54,7 +54,7 @@ def main() -> None:
         inside = (angle >= low) & (angle < high)
         if inside.any():
             q10, median, q90 = np.quantile(costs[inside], [0.1, 0.5, 0.9])
-            rows.append({"angle_from": low, "angle_to": float(high), "states": int(inside.sum()),
+            rows.append({"angle_from": low, "angle_to": None if np.isinf(high) else high, "states": int(inside.sum()),
                          "cost_q10": float(q10), "cost_median": float(median), "cost_q90": float(q90)})
     write_result(pathlib.Path("benchmarks/results") / args.out, {
         "env_id": ENV_ID, "rounds": args.rounds, "seed": args.seed, "by_angle": rows,
