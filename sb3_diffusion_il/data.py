@@ -191,7 +191,8 @@ def _check_dtype(name: str, value: Any) -> None:
         return
     for key, array in (value.items() if isinstance(value, types.DictObs) else [(None, value)]):
         dtype = np.asarray(array).dtype
-        if not np.issubdtype(dtype, np.number) and dtype != np.bool_ or np.issubdtype(dtype, np.complexfloating):
+        real = (np.issubdtype(dtype, np.number) or dtype == np.bool_) and not np.issubdtype(dtype, np.complexfloating)
+        if not real:
             where = f"{name}[{key!r}]" if key is not None else name
             raise ValueError(
                 f"Demonstration {where} must hold real numbers, got dtype {dtype}: "
