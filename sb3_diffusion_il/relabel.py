@@ -23,6 +23,7 @@ import torch as th
 from imitation.rewards.reward_nets import RewardNet
 from imitation.util import networks
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 
 Samples = Union[ReplayBufferSamples, DictReplayBufferSamples]
@@ -66,16 +67,13 @@ def reward_net_fn(reward_net: RewardNet, action_space: gym.Space) -> RelabelFn:
     return reward
 
 
-RELABELABLE = (ReplayBuffer, DictReplayBuffer)
-
-
 def check_relabelable(buffer: object) -> None:
-    """Raises unless ``buffer`` is SB3's own ``ReplayBuffer`` or ``DictReplayBuffer``.
+    """Raises unless ``buffer`` is an SB3 ``ReplayBuffer`` or ``DictReplayBuffer``, but not HER's.
 
-    Subclasses (HER's, sb3-contrib's) sample transitions of their own making, which
-    the stored rewards written back here would not match.
+    HER samples transitions of its own making (relabelled goals), which the stored
+    rewards written back here would not match.
     """
-    if type(buffer) not in RELABELABLE:
+    if not isinstance(buffer, (ReplayBuffer, DictReplayBuffer)) or isinstance(buffer, HerReplayBuffer):
         raise ValueError(
             f"The learner's replay buffer is a {type(buffer).__name__}, whose samples "
             "cannot be relabelled: use SB3's ReplayBuffer (the default of SAC, TD3, "

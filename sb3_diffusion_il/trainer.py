@@ -703,9 +703,11 @@ def auto_reward_std(gen_algo: base_class.BaseAlgorithm) -> float:
     of 1.0, ``docs/settings.md``); PPO normalises advantages, and TD3, DDPG and
     DQN explore by fixed noise, so for them only the value scale changes.
     """
-    if isinstance(gen_algo, OffPolicyAlgorithm) and getattr(gen_algo, "log_ent_coef", None) is not None:
+    if not isinstance(gen_algo, OffPolicyAlgorithm):
+        return 1.0
+    if getattr(gen_algo, "log_ent_coef", None) is not None:  # ent_coef="auto..."
         return float(th.exp(gen_algo.log_ent_coef.detach()).item())
-    if isinstance(gen_algo, OffPolicyAlgorithm) and getattr(gen_algo, "ent_coef_tensor", None) is not None:
+    if getattr(gen_algo, "ent_coef_tensor", None) is not None:  # a fixed ent_coef
         return float(gen_algo.ent_coef_tensor.item())
     return 1.0
 
