@@ -50,9 +50,21 @@ def test_report_leaves_out_other_versions_and_budgets(tmp_path):
     other_budget = fake_result("gail", 2, -200.0)
     other_budget["budget"] = 123
     write(tmp_path, other_budget)
+    # Made with demonstrations other than the bundled ones (an expert since replaced).
+    write(tmp_path, fake_result("gail", 3, -200.0, demonstrations_sha256="0" * 64))
+    write(tmp_path, fake_result("gail", 4, -200.0, demonstrations_sha256=data.expert_stats("Pendulum-v1")["sha256"]))
     results, ignored = report.load_results(tmp_path)
-    assert list(results["Pendulum-v1"]["gail"]) == [0]
-    assert len(ignored) == 2 and any("budget 123" in line for line in ignored)
+    assert list(results["Pendulum-v1"]["gail"]) == [0, 4]
+    assert len(ignored) == 3 and any("budget 123" in line for line in ignored)
+    assert any("other demonstrations" in line for line in ignored)
+
+
+def test_results_are_scored_against_the_expert_they_imitated():
+    result = fake_result("gail", 0, 50.0, reference_returns={"expert": 100.0, "random": 0.0})
+    assert report.normalized(result, 50.0) == 0.5
+    # Files from before results recorded it: the bundled expert's.
+    legacy = fake_result("gail", 0, -200.0)
+    assert report.normalized(legacy, -200.0) == pytest.approx(data.normalized_return("Pendulum-v1", -200.0))
 
 
 def test_table_and_plot_from_result_files(tmp_path):

@@ -2,7 +2,12 @@
 
 import json
 
-from sb3_diffusion_il.benchmark.experts import train_expert
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from sb3_diffusion_il import data
+from sb3_diffusion_il.benchmark.experts import deterministic_actions, record, train_expert, upright_fraction
 
 SAC_KWARGS = dict(learning_starts=100, batch_size=64)
 
@@ -15,3 +20,67 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     assert model.replay_buffer.buffer_size == 450 and model.replay_buffer.size() == 450
     assert [step for step, _, _ in json.loads((tmp_path / "curve.json").read_text())] == [150, 300, 450]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "expert.zip", "replay_buffer.pkl"]
+
+
+# What each bundled locomotion expert must clear: the mean return of its
+# demonstrations (10 deterministic episodes) and, where the body can fall, the
+# fraction of their steps it is upright.
+COMPETENCE = {
+    "seals/Hopper-v1": (2_500, 0.9),
+    "seals/Walker2d-v1": (3_000, 0.9),
+    "seals/Ant-v1": (2_000, None),
+    "seals/HalfCheetah-v1": (6_000, None),
+}
+# Its learning curve is flat over the last tenth of training: every evaluation
+# there within this fraction of the demonstrations' return.
+FLAT = 0.1
+
+
+# Bundled experts known to fall short, each with what stands in the way; a strict
+# xfail, so that an expert that clears the bar must leave this list.
+SHORT_OF_THE_BAR = {
+    "seals/Hopper-v1": "SAC, 200k steps: 1,263, upright 10% of steps (a new PPO expert is training)",
+    "seals/Walker2d-v1": "SAC, 260k steps: 867, upright 15% of steps (a new PPO expert is training)",
+}
+
+
+@pytest.mark.parametrize("env_id", [
+    pytest.param(env_id, marks=pytest.mark.xfail(env_id in SHORT_OF_THE_BAR, reason=SHORT_OF_THE_BAR.get(env_id),
+                                                 strict=True))
+    for env_id in COMPETENCE if env_id in data.bundled_env_ids()
+])
+def test_bundled_locomotion_expert_is_competent(env_id):
+    manifest = data.expert_stats(env_id)
+    min_return, min_upright = COMPETENCE[env_id]
+    expert = manifest["expert_return_mean"]
+    assert manifest["n_episodes"] >= 10
+    assert expert >= min_return
+    last_tenth = [mean for step, mean, _ in manifest["learning_curve"] if step >= 0.9 * manifest["expert_timesteps"]]
+    assert last_tenth and all(abs(mean - expert) <= FLAT * expert for mean in last_tenth)
+    if min_upright is not None:
+        observations = np.concatenate([t.obs[:-1] for t in data.load_demonstrations(env_id)])
+        assert manifest["upright_fraction"] == pytest.approx(upright_fraction(env_id, observations))
+        assert manifest["upright_fraction"] >= min_upright
+
+
+def test_upright_fraction_reads_gymnasiums_healthy_range():
+    env = gym.make("seals/Hopper-v1")
+    standing, _ = env.reset(seed=0)
+    lying = standing.copy()
+    lying[1] = 0.3  # torso height, below Hopper's healthy 0.7
+    assert upright_fraction("seals/Hopper-v1", np.stack([standing, lying, lying, lying])) == 0.25
+    assert upright_fraction("seals/HalfCheetah-v1", np.zeros((2, 18))) is None
+
+
+def test_vec_normalize_expert_resumes_and_records_raw_observations(tmp_path):
+    kwargs = dict(n_steps=64, batch_size=32, n_epochs=1)
+    train_expert("seals/Hopper-v1", tmp_path, 64, seed=0, eval_every=64, algo_kwargs=kwargs, algo="PPO",
+                 normalize=True)
+    model = train_expert("seals/Hopper-v1", tmp_path, 128, seed=0, eval_every=64, algo_kwargs=kwargs, algo="PPO",
+                         normalize=True)
+    assert model.num_timesteps == 128
+    # The statistics carried on from the first run's 64 steps.
+    assert model.get_vec_normalize_env().obs_rms.count > 128
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "expert.zip", "vec_normalize.pkl"]
+    (episode,) = record(deterministic_actions(model), "seals/Hopper-v1", 1, seed=0)
+    assert episode.obs[0, 1] == pytest.approx(1.25, abs=0.01)  # raw torso height at reset, not standardised

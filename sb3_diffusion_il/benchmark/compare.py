@@ -141,8 +141,24 @@ def learner(env_id: str) -> Learner:
 
 
 def is_current(result: Dict[str, Any], version: int = HARNESS_VERSION) -> bool:
-    """Whether a result file belongs in the table of harness ``version`` (default: today's) at the task's budget."""
-    return result.get("harness_version") == version and result.get("budget") == BUDGETS.get(result.get("env_id"))
+    """Whether a result file belongs in the table of harness ``version`` (default: today's):
+    at the task's budget and made with its bundled demonstrations."""
+    return (
+        result.get("harness_version") == version
+        and result.get("budget") == BUDGETS.get(result.get("env_id"))
+        and made_with_bundled_demonstrations(result)
+    )
+
+
+def made_with_bundled_demonstrations(result: Dict[str, Any]) -> bool:
+    """False when a result records demonstrations other than its task's bundled ones.
+
+    A new expert so drops its task's earlier results, not the other tasks'. Files
+    from before results recorded them: harness 3's were all made with today's
+    demonstrations; older versions' are history, kept apart.
+    """
+    recorded = result.get("demonstrations_sha256")
+    return recorded is None or recorded == data.expert_stats(result["env_id"])["sha256"]
 
 
 def train_cell(
@@ -218,6 +234,8 @@ def train_cell(
     result = {
         "harness_version": HARNESS_VERSION,
         **dataclasses.asdict(cell),
+        "demonstrations_sha256": data.expert_stats(cell.env_id)["sha256"],
+        "reference_returns": reference_returns(cell.env_id),
         "variant": variant,
         "learner": spec.algo if cell.method != "bc" else None,
         "learner_kwargs": dict(spec.kwargs, n_envs=spec.n_envs) if cell.method != "bc" else None,
@@ -230,6 +248,12 @@ def train_cell(
         "versions": versions(),
     }
     return result
+
+
+def reference_returns(env_id: str) -> Dict[str, float]:
+    """The returns that normalise a task's results: its bundled expert's and a random policy's."""
+    stats = data.expert_stats(env_id)
+    return {"expert": stats["expert_return_mean"], "random": stats["random_return_mean"]}
 
 
 def write_result(cell: Cell, results_dir: pathlib.Path, result: Dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
 """Train an SB3 expert (SAC or PPO, as the task says) and write its demonstrations and manifest.
 
 Run ``python -m sb3_diffusion_il.benchmark.experts ENV_ID`` (or ``sb3-diffusion-il make-demos
-ENV_ID``). Training is resumable: the model, its replay buffer (SAC) and the
-learning curve are checkpointed in ``--work-dir`` after every evaluation, and a
-rerun continues from there.
+ENV_ID``). Training is resumable: the model, its replay buffer (SAC), its
+``VecNormalize`` statistics (where it trains on them) and the learning curve are
+checkpointed in ``--work-dir`` after every evaluation, and a rerun continues from there.
 """
 
 import argparse
@@ -22,7 +22,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_diffusion_il import commands, data
 from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task
@@ -30,24 +30,54 @@ from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task
 ALGOS = {"SAC": SAC, "PPO": PPO}
 
 
-def make_venv(env_id: str, seed: int, n_envs: int = 1):
+def make_venv(env_id: str, seed: int, n_envs: int = 1, env_kwargs: Optional[Dict[str, Any]] = None):
     """A VecEnv whose episodes imitation's rollout collector can record."""
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RolloutInfoWrapper)
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RolloutInfoWrapper, env_kwargs=env_kwargs)
 
 
-def record(policy, env_id: str, n_episodes: int, seed: int) -> List[types.TrajectoryWithRew]:
-    """Episodes of ``policy`` (random actions when None), deterministic actions."""
+def deterministic_actions(model: BaseAlgorithm) -> rollout.PolicyCallable:
+    """``model``'s deterministic actions on the env's raw observations, normalised first
+    as in training when the model trained on ``VecNormalize``."""
+    normalize = model.get_vec_normalize_env()
+
+    def act(observations, states, episode_starts):
+        if normalize is not None:
+            observations = normalize.normalize_obs(observations)
+        return model.predict(observations, state=states, episode_start=episode_starts, deterministic=True)
+
+    return act
+
+
+def record(
+    policy: Optional[rollout.PolicyCallable], env_id: str, n_episodes: int, seed: int,
+) -> List[types.TrajectoryWithRew]:
+    """Episodes of ``policy`` (random actions when None), in the env's raw units."""
     venv = make_venv(env_id, seed)
     rng = np.random.default_rng(seed)
-    trajectories = rollout.rollout(
-        policy,
-        venv,
-        rollout.make_sample_until(min_episodes=n_episodes),
-        rng=rng,
-        deterministic_policy=True,
-    )
+    trajectories = rollout.rollout(policy, venv, rollout.make_sample_until(min_episodes=n_episodes), rng=rng)
     venv.close()
     return list(trajectories)[:n_episodes]
+
+
+def upright_fraction(env_id: str, observations: np.ndarray) -> Optional[float]:
+    """The fraction of ``observations`` in which the body is upright by the env's own
+    ``is_healthy`` (gymnasium's healthy ranges: torso height and angle for Hopper and
+    Walker2d, torso height for Ant); None for a task without one.
+
+    The state is read back from the observation, so it must hold every position and
+    velocity, as seals' MuJoCo tasks' observations do (they keep x).
+    """
+    env = gym.make(env_id).unwrapped
+    # gymnasium's MuJoCo envs drop x (and y) from the observation unless told not to.
+    if not hasattr(env, "is_healthy") or getattr(env, "_exclude_current_positions_from_observation", True):
+        return None
+    nq, nv = env.model.nq, env.model.nv
+    healthy = []
+    for obs in observations:
+        env.set_state(obs[:nq], obs[nq:nq + nv])
+        healthy.append(bool(env.is_healthy))
+    env.close()
+    return float(np.mean(healthy))
 
 
 def _returns(trajectories: Sequence[types.TrajectoryWithRew]) -> np.ndarray:
@@ -75,6 +105,8 @@ def train_expert(
     progress_bar: bool = False,
     algo: str = "SAC",
     n_envs: int = 1,
+    normalize: bool = False,
+    env_kwargs: Optional[Dict[str, Any]] = None,
 ) -> BaseAlgorithm:
     """Trains (or resumes training) an expert, recording its learning curve.
 
@@ -82,13 +114,21 @@ def train_expert(
     :param progress_bar: show SB3's progress bar over each stretch between evaluations
     :param algo: ``"SAC"`` or ``"PPO"``
     :param n_envs: environments trained on side by side
+    :param normalize: train on ``VecNormalize`` (observations and rewards, discounted
+        with ``algo_kwargs``' ``gamma``)
+    :param env_kwargs: settings of the env trained on, beyond ``env_id``'s; the
+        evaluations are on ``env_id`` as registered
     """
     model_path = work_dir / "expert.zip"
     buffer_path = work_dir / "replay_buffer.pkl"
+    normalize_path = work_dir / "vec_normalize.pkl"
     curve_path = work_dir / "curve.json"
     algo_cls = ALGOS[algo]
     off_policy = algo_cls is SAC
-    venv = make_venv(env_id, seed, n_envs)
+    venv = make_venv(env_id, seed, n_envs, env_kwargs)
+    if normalize:
+        gamma = algo_kwargs.get("gamma", 0.99)
+        venv = VecNormalize.load(normalize_path, venv) if model_path.exists() else VecNormalize(venv, gamma=gamma)
     if model_path.exists():
         model = algo_cls.load(model_path, env=venv)
         if off_policy:
@@ -101,11 +141,11 @@ def train_expert(
         buffer = {"buffer_size": total_timesteps} if off_policy else {}
         model = algo_cls("MlpPolicy", venv, seed=seed, verbose=0, **buffer, **algo_kwargs)
         curve = []
-    eval_env = gym.make(env_id)
     while model.num_timesteps < total_timesteps:
         chunk = min(eval_every, total_timesteps - model.num_timesteps)
         model.learn(chunk, reset_num_timesteps=False, progress_bar=progress_bar)
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5)
+        returns = _returns(record(deterministic_actions(model), env_id, 5, seed=seed + model.num_timesteps))
+        mean, std = returns.mean(), returns.std()
         curve.append([model.num_timesteps, float(mean), float(std)])
         print(f"{env_id}: {model.num_timesteps} steps, eval return {mean:.1f} +- {std:.1f}", flush=True)
         # Write the buffer and model before the curve: a curve entry implies both
@@ -113,6 +153,7 @@ def train_expert(
         # writing leaves the previous checkpoint whole, to resume from.
         work_dir.mkdir(parents=True, exist_ok=True)
         saves = [(buffer_path, model.save_replay_buffer)] if off_policy else []
+        saves += [(normalize_path, venv.save)] if normalize else []
         for path, save in saves + [(model_path, model.save)]:
             temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
             save(temporary)
@@ -182,9 +223,9 @@ def make_demonstrations(
     algo_kwargs = dict(task.expert_kwargs)
     model = train_expert(
         env_id, work_dir, total_timesteps, seed, eval_every, algo_kwargs, progress_bar, task.expert_algo,
-        task.expert_n_envs,
+        task.expert_n_envs, task.expert_normalize, dict(task.expert_env_kwargs),
     )
-    expert = record(model, env_id, n_episodes, seed=seed + 1000)
+    expert = record(deterministic_actions(model), env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
     sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
     curve = json.loads((work_dir / "curve.json").read_text())
@@ -199,6 +240,9 @@ def make_demonstrations(
         "expert_algo": task.expert_algo,
         "expert_kwargs": algo_kwargs,
         "expert_n_envs": task.expert_n_envs,
+        "expert_normalize": task.expert_normalize,
+        "expert_env_kwargs": dict(task.expert_env_kwargs),
+        "upright_fraction": upright_fraction(env_id, np.concatenate([t.obs[:-1] for t in expert])),
         "fixed_horizon": task.fixed_horizon,
         "expert_timesteps": model.num_timesteps,
         "seed": seed,
@@ -207,7 +251,9 @@ def make_demonstrations(
         "command": command,
         "versions": versions(),
     }
-    data.atomic_write_bytes(data.manifest_path(env_id, out_dir), json.dumps(manifest, indent=1).encode())
+    # Classes among the settings (a policy's activation_fn) are written by name.
+    text = json.dumps(manifest, indent=1, default=lambda value: value.__name__)
+    data.atomic_write_bytes(data.manifest_path(env_id, out_dir), text.encode())
     return manifest
 
 

@@ -44,7 +44,8 @@ def load_results(
 ) -> Tuple[Results, List[str]]:
     """Results by task, method and seed, and a line for each file left out.
 
-    :param current_only: leave out files of another harness version or budget
+    :param current_only: leave out files of another harness version, budget or
+        demonstrations
         (False: keep them, e.g. to plot a small live run)
     :param version: the harness version to keep (default: today's), e.g. an older
         one's in the directory its files were moved to
@@ -55,12 +56,26 @@ def load_results(
         result = json.loads(path.read_text())
         if current_only and not compare.is_current(result, version):
             ignored.append(
-                f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')} "
-                f"(kept: version {version}, budget {compare.BUDGETS.get(result.get('env_id'))})",
+                f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')}"
+                f"{'' if compare.made_with_bundled_demonstrations(result) else ', other demonstrations'} "
+                f"(kept: version {version}, budget {compare.BUDGETS.get(result.get('env_id'))}, "
+                "the bundled demonstrations)",
             )
             continue
         results[result["env_id"]][result["method"]][result["seed"]] = result
     return results, ignored
+
+
+def normalized(result: dict, value: float) -> float:
+    """``value`` on the scale of the expert ``result`` imitated: 1 its return, 0 a random policy's.
+
+    Results record both returns (the task's expert may be replaced later); files
+    from before they did are scored against the bundled expert they were made with.
+    """
+    reference = result.get("reference_returns")
+    if reference is None:
+        return data.normalized_return(result["env_id"], value)
+    return (value - reference["random"]) / (reference["expert"] - reference["random"])
 
 
 def normalized_at(result: dict, fraction: float) -> float:
@@ -70,7 +85,7 @@ def normalized_at(result: dict, fraction: float) -> float:
     """
     target = fraction * result["budget"]
     steps, value = next(((s, v) for s, v, _ in result["curve"] if s >= target), result["curve"][-1][:2])
-    return data.normalized_return(result["env_id"], value)
+    return normalized(result, value)
 
 
 def score_matrix(results: Results, env_ids: Sequence[str], method: str, fraction: float) -> np.ndarray:
@@ -135,11 +150,11 @@ def plot_curves(results: Results, path: pathlib.Path) -> None:
             if not runs:
                 continue
             if method == "bc":
-                values = [data.normalized_return(env_id, r["final_return"]) for r in runs]
+                values = [normalized(r, r["final_return"]) for r in runs]
                 ax.axhline(np.mean(values), ls=":", color="gray", label=f"bc ({len(runs)} seeds)")
                 continue
             steps = np.array([s for s, _, _ in runs[0]["curve"]])
-            curves = np.array([[data.normalized_return(env_id, v) for _, v, _ in r["curve"]] for r in runs])
+            curves = np.array([[normalized(r, v) for _, v, _ in r["curve"]] for r in runs])
             ax.plot(steps, curves.mean(0), label=f"{method} ({len(runs)} seeds)")
             ax.fill_between(steps, curves.min(0), curves.max(0), alpha=0.2)
         ax.axhline(1.0, color="k", lw=0.8)
