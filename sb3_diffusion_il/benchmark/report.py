@@ -168,13 +168,16 @@ def plot_curves(results: Results, path: pathlib.Path) -> None:
 
 
 def demos_table() -> str:
-    """The bundled experts: returns over their demonstration episodes, a random policy's, budgets."""
-    rows = ["| task | expert return | random return | expert budget |", "|---|---|---|---|"]
+    """The bundled experts: returns over their demonstration episodes, a random policy's,
+    the fraction of steps upright (where the body can fall), budgets."""
+    rows = ["| task | expert return | upright | random return | expert budget |", "|---|---|---|---|---|"]
     bundled = set(data.bundled_env_ids())
     for env_id in [e for e in tasks.TASKS if e in bundled]:
         s = data.expert_stats(env_id)
+        upright = s.get("upright_fraction")
         rows.append(
             f"| {env_id} | {s['expert_return_mean']:.1f} ± {s['expert_return_std']:.1f} "
+            f"| {'–' if upright is None else f'{upright:.0%}'} "
             f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} "
             f"| {s['expert_timesteps'] // 1000}k {s.get('expert_algo', 'SAC')} steps |",
         )
