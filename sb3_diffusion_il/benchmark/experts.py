@@ -21,6 +21,7 @@ from imitation.data.wrappers import RolloutInfoWrapper
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -141,25 +142,54 @@ def train_expert(
         buffer = {"buffer_size": total_timesteps} if off_policy else {}
         model = algo_cls("MlpPolicy", venv, seed=seed, verbose=0, **buffer, **algo_kwargs)
         curve = []
-    while model.num_timesteps < total_timesteps:
-        chunk = min(eval_every, total_timesteps - model.num_timesteps)
-        model.learn(chunk, reset_num_timesteps=False, progress_bar=progress_bar)
-        returns = _returns(record(deterministic_actions(model), env_id, 5, seed=seed + model.num_timesteps))
-        mean, std = returns.mean(), returns.std()
-        curve.append([model.num_timesteps, float(mean), float(std)])
-        print(f"{env_id}: {model.num_timesteps} steps, eval return {mean:.1f} +- {std:.1f}", flush=True)
+    checkpoint = _EvaluateAndCheckpoint(env_id, seed, eval_every, curve, work_dir, normalize)
+    # One call over the rest of the budget, so that a learning-rate schedule runs
+    # over the whole budget, resumed or not.
+    if model.num_timesteps < total_timesteps:
+        model.learn(total_timesteps - model.num_timesteps, callback=checkpoint, reset_num_timesteps=False,
+                    progress_bar=progress_bar)
+    checkpoint.evaluate_and_save()  # the final policy, after its last update
+    return model
+
+
+class _EvaluateAndCheckpoint(BaseCallback):
+    """Every ``eval_every`` env steps: the learning curve's next point (5 deterministic
+    episodes), then the checkpoint (model, replay buffer, VecNormalize statistics, curve)."""
+
+    def __init__(self, env_id: str, seed: int, eval_every: int, curve: List[List[float]], work_dir: pathlib.Path,
+                 normalize: bool):
+        super().__init__()
+        self.env_id, self.seed, self.eval_every, self.curve = env_id, seed, eval_every, curve
+        self.work_dir, self.normalize = work_dir, normalize
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # At a rollout's start the policy has had the previous rollout's update.
+        if self.num_timesteps >= (self.curve[-1][0] if self.curve else 0) + self.eval_every:
+            self.evaluate_and_save()
+
+    def evaluate_and_save(self) -> None:
+        if self.curve and self.curve[-1][0] == self.model.num_timesteps:
+            return
+        model = self.model
+        returns = _returns(record(deterministic_actions(model), self.env_id, 5, seed=self.seed + model.num_timesteps))
+        self.curve.append([model.num_timesteps, float(returns.mean()), float(returns.std())])
+        print(f"{self.env_id}: {model.num_timesteps} steps, eval return {returns.mean():.1f} +- {returns.std():.1f}",
+              flush=True)
         # Write the buffer and model before the curve: a curve entry implies both
         # exist. Each under a temporary name, then renamed: a run killed while
         # writing leaves the previous checkpoint whole, to resume from.
-        work_dir.mkdir(parents=True, exist_ok=True)
-        saves = [(buffer_path, model.save_replay_buffer)] if off_policy else []
-        saves += [(normalize_path, venv.save)] if normalize else []
-        for path, save in saves + [(model_path, model.save)]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        saves = [("replay_buffer.pkl", model.save_replay_buffer)] if isinstance(model, SAC) else []
+        saves += [("vec_normalize.pkl", model.get_vec_normalize_env().save)] if self.normalize else []
+        for name, save in saves + [("expert.zip", model.save)]:
+            path = self.work_dir / name
             temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
             save(temporary)
             temporary.replace(path)
-        data.atomic_write_bytes(curve_path, json.dumps(curve).encode())
-    return model
+        data.atomic_write_bytes(self.work_dir / "curve.json", json.dumps(self.curve).encode())
 
 
 def _grow_replay_buffer(model: SAC, size: int) -> None:
@@ -251,8 +281,9 @@ def make_demonstrations(
         "command": command,
         "versions": versions(),
     }
-    # Classes among the settings (a policy's activation_fn) are written by name.
-    text = json.dumps(manifest, indent=1, default=lambda value: value.__name__)
+    # Classes among the settings (a policy's activation_fn) are written by name,
+    # schedules by their repr.
+    text = json.dumps(manifest, indent=1, default=lambda value: getattr(value, "__name__", repr(value)))
     data.atomic_write_bytes(data.manifest_path(env_id, out_dir), text.encode())
     return manifest
 

@@ -46,6 +46,18 @@ class Task:
 
 
 EXPERT_ALGOS = ("SAC", "PPO")
+
+
+@dataclass(frozen=True)
+class LinearToZero:
+    """A learning rate falling linearly from ``initial`` to 0 over the budget, as in
+    OpenAI baselines' MuJoCo PPO (an SB3 schedule of the progress remaining)."""
+
+    initial: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * progress_remaining
+
 # rl-baselines3-zoo's PPO settings for CartPole (8 envs).
 _ZOO_CARTPOLE_PPO = dict(
     n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=1e-3,
@@ -60,12 +72,15 @@ _ZOO_CARTPOLE_PPO = dict(
 # Measured on seals/Hopper-v1 with rl-baselines3-zoo's tuned Hopper-v3 PPO: without
 # the fall ending the episode it stood still (~1,000) and then fell (190 by 225k
 # steps); with it, it stood still from 40k to 512k steps (1,007-1,019). SB3's PPO
-# defaults (the OpenAI baselines MuJoCo settings) are Hopper's; Walker2d keeps
-# the zoo's tuned Walker2d-v3 PPO.
+# defaults (the OpenAI baselines MuJoCo settings) reached 3,197 at 983k steps and
+# fell to 924 in the last 18k: hence baselines' learning rate falling to 0.
+# Walker2d takes the zoo's tuned Walker2d-v3 PPO, its learning rate falling to 0
+# likewise: at a constant rate it swung between 1,932 and 3,379 over 860k-962k.
 _FALL_ENDS_EPISODE = {"terminate_when_unhealthy": True}
+_BASELINES_PPO = {"learning_rate": LinearToZero(3e-4)}
 _ZOO_WALKER_PPO = dict(
-    batch_size=32, n_steps=512, gamma=0.99, learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1,
-    n_epochs=20, gae_lambda=0.95, max_grad_norm=1.0, vf_coef=0.871923,
+    batch_size=32, n_steps=512, gamma=0.99, ent_coef=0.000585045, clip_range=0.1,
+    n_epochs=20, gae_lambda=0.95, max_grad_norm=1.0, vf_coef=0.871923, learning_rate=LinearToZero(5.05041e-05),
 )
 
 
@@ -81,11 +96,12 @@ TASKS: Dict[str, Task] = {
         Task("Pendulum-v1", 20_000, {"learning_rate": 1e-3}, eval_every=2_000),
         Task("InvertedPendulum-v4", 30_000, {"learning_rate": 1e-3}, eval_every=2_000, fixed_horizon=False),
         Task("seals/HalfCheetah-v1", 200_000, _ZOO_SAC),
-        Task("seals/Hopper-v1", 1_000_000, {}, eval_every=20_480, expert_algo="PPO",
+        Task("seals/Hopper-v1", 1_000_000, _BASELINES_PPO, eval_every=20_480, expert_algo="PPO",
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE),
         Task("seals/Walker2d-v1", 1_000_000, _ZOO_WALKER_PPO, eval_every=20_480, expert_algo="PPO",
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE),
-        Task("seals/Ant-v1", 400_000, _ZOO_SAC),
+        Task("seals/Ant-v1", 1_000_000, _BASELINES_PPO, eval_every=20_480, expert_algo="PPO", expert_normalize=True,
+             expert_env_kwargs=_FALL_ENDS_EPISODE),
     )
 }
 
