@@ -24,7 +24,7 @@ network evaluations where the estimate's variance is:
   quadrature; the shift changes every round, so the estimate stays unbiased.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import gymnasium as gym
 import torch as th
@@ -241,6 +241,8 @@ class DiffusionScoreReward(RewardNet):
     :param generator: random source of timesteps and noise (for reproducible runs)
     :param precision: arithmetic of the networks in the estimate, one of
         ``PRECISIONS``; ``"auto"`` is bfloat16 where the device does it natively
+    :param state_coordinates: the coordinates of a (flattened) state that are
+        diffused, see `data.features`; None: all
     """
 
     def __init__(
@@ -254,6 +256,7 @@ class DiffusionScoreReward(RewardNet):
         n_timesteps: int = 12,
         generator: Optional[th.Generator] = None,
         precision: str = "auto",
+        state_coordinates: Optional[Sequence[int]] = None,
     ):
         super().__init__(observation_space, action_space, normalize_images=False)
         data.check_conditioning(conditioning)
@@ -264,6 +267,7 @@ class DiffusionScoreReward(RewardNet):
         self.learner = learner
         self.schedule = schedule
         self.conditioning = conditioning
+        self.state_coordinates = state_coordinates
         self.n_timesteps = n_timesteps
         self.generator = generator
         device = schedule.signal_scale.device
@@ -331,7 +335,7 @@ class DiffusionScoreReward(RewardNet):
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
         with th.no_grad():
-            return -self.cost(data.features(self.conditioning, state, action, next_state))
+            return -self.cost(data.features(self.conditioning, state, action, next_state, self.state_coordinates))
 
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back.

@@ -46,16 +46,20 @@ def check_conditioning(conditioning: str) -> None:
         )
 
 
-def features(conditioning: str, obs, acts, next_obs):
+def features(conditioning: str, obs, acts, next_obs, state_coordinates: Optional[Sequence[int]] = None):
     """The diffusion input for a batch of transitions (NumPy arrays or tensors).
 
     :param conditioning: one of ``CONDITIONINGS``
     :param obs: states ``s``, shape ``(n, obs_dim)``
     :param acts: actions ``a``, shape ``(n, act_dim)``, or None when not needed
     :param next_obs: next states ``s'``, or None for data that holds states only
+    :param state_coordinates: the coordinates of a state that are diffused (None: all)
     :return: features, shape ``(n, feature_dim)``
     """
     check_conditioning(conditioning)
+    if state_coordinates is not None:
+        obs = obs[:, list(state_coordinates)]
+        next_obs = None if next_obs is None else next_obs[:, list(state_coordinates)]
     if conditioning == "state":
         return obs if next_obs is None else next_obs
     second = acts if conditioning == "state_action" else next_obs
@@ -72,8 +76,8 @@ class DemonstrationArrays:
     acts: Optional[np.ndarray]
     next_obs: Optional[np.ndarray]
 
-    def features(self, conditioning: str) -> np.ndarray:
-        """Features for ``conditioning``, raising if the data lacks what it needs."""
+    def features(self, conditioning: str, state_coordinates: Optional[Sequence[int]] = None) -> np.ndarray:
+        """Features for ``conditioning`` (see `features`), raising if the data lacks what it needs."""
         check_conditioning(conditioning)
         if conditioning == "state_action" and self.acts is None:
             raise ValueError(
@@ -87,7 +91,7 @@ class DemonstrationArrays:
                 "states (trajectories or `Transitions`), but these have none: "
                 "pass trajectories, or use conditioning='state'.",
             )
-        return features(conditioning, self.obs, self.acts, self.next_obs).astype(
+        return features(conditioning, self.obs, self.acts, self.next_obs, state_coordinates).astype(
             np.float32,
         )
 

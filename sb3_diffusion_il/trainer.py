@@ -3,7 +3,7 @@
 import contextlib
 import time
 import warnings
-from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch as th
@@ -63,6 +63,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         its logger to this trainer's
     :param conditioning: what is diffused: ``"state"`` (needs no expert actions),
         ``"state_action"`` or ``"state_next_state"``
+    :param drop_state_coordinates: coordinates of the (flattened) observation left
+        out of what is diffused, e.g. an absolute position along which the expert's
+        states spread (seals' MuJoCo tasks keep x as coordinate 0); the learner's
+        policy still sees them
     :param expert_score_net: expert score network; fitted on the first ``train()``
         unless it has been fitted already (then reused as is). Built from the
         spaces and ``score_net_kwargs`` when None
@@ -133,6 +137,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         venv: vec_env.VecEnv,
         gen_algo: base_class.BaseAlgorithm,
         conditioning: str = "state",
+        drop_state_coordinates: Sequence[int] = (),
         expert_score_net: Optional[ScoreNetwork] = None,
         learner_score_net: Optional[ScoreNetwork] = None,
         score_net_kwargs: Optional[Mapping[str, Any]] = None,
@@ -192,6 +197,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_spaces(venv, conditioning)
         _check_learner(gen_algo, venv)
         self.conditioning = conditioning
+        self.drop_state_coordinates = tuple(drop_state_coordinates)
+        self._state_coordinates = _kept_coordinates(self.drop_state_coordinates, flatten.flat_dim(venv.observation_space))
         self.venv = venv
         self.gen_algo = gen_algo
         self.demo_batch_size = demo_batch_size
@@ -258,6 +265,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             cost_timesteps,
             self.generator,
             cost_precision,
+            self._state_coordinates,
         )
 
         self._log_dir = util.parse_path(log_dir)
@@ -307,7 +315,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         arrays = data.to_arrays(demonstrations, self.venv.observation_space, self.venv.action_space)
         if isinstance(self.venv.observation_space, spaces.Box):
             _warn_if_out_of_bounds(arrays.obs, self.venv.observation_space)
-        x = th.as_tensor(arrays.features(self.conditioning), device=self.gen_algo.device)
+        x = th.as_tensor(arrays.features(self.conditioning, self._state_coordinates), device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
@@ -316,6 +324,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     def _binary_features(self) -> np.ndarray:
         """Which feature coordinates are one-hot or binary (see `flatten`)."""
         obs = flatten.binary_coordinates(self.venv.observation_space)
+        obs = obs if self._state_coordinates is None else obs[self._state_coordinates]
         second = {"state": [], "state_action": [flatten.binary_coordinates(self.venv.action_space)],
                   "state_next_state": [obs]}[self.conditioning]
         return np.concatenate([obs, *second])
@@ -474,7 +483,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         trajectories, ep_lens = self.venv_buffering.pop_trajectories()
         self._check_fixed_horizon(ep_lens)
         new = data.to_arrays(trajectories, self.venv.observation_space, self.venv.action_space).features(
-            self.conditioning,
+            self.conditioning, self._state_coordinates,
         )
         self.learner_buffer.add(new)
         self._last_round_features = new
@@ -556,6 +565,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     def _settings(self) -> Dict[str, Any]:
         return dict(
             conditioning=self.conditioning,
+            drop_state_coordinates=list(self.drop_state_coordinates),
             demo_batch_size=self.demo_batch_size,
             diffusion_steps=self.schedule.n_steps,
             expert_fit_steps=self.expert_fit_steps,
@@ -630,8 +640,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             net = ScoreNetwork(**state[f"{name}_config"])
             net.load_state_dict(state[f"{name}_state"])
             nets.append(net)
-        # Checkpoints from before reward_saturation trained on the plain -c.
-        settings = {"reward_saturation": None, **state["settings"], **kwargs}
+        # Checkpoints from before these settings: the plain -c, every coordinate.
+        settings = {"reward_saturation": None, "drop_state_coordinates": (), **state["settings"], **kwargs}
         trainer = cls(
             demonstrations=demonstrations,
             venv=venv,
@@ -727,6 +737,20 @@ def _check_learner(gen_algo: base_class.BaseAlgorithm, venv: vec_env.VecEnv) -> 
                 f"gen_algo's {name} {theirs} differs from venv's {ours}: build the learner "
                 "on the same environment as venv.",
             )
+
+
+def _kept_coordinates(drop: Sequence[int], dim: int) -> Optional[List[int]]:
+    """The state coordinates diffused when ``drop`` are left out (None: all of them)."""
+    bad = [i for i in drop if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < dim]
+    if bad:
+        raise ValueError(
+            f"drop_state_coordinates={list(drop)}: {bad} are not coordinates of the {dim}-dimensional "
+            f"(flattened) observation; give indices from 0 to {dim - 1}.",
+        )
+    kept = [i for i in range(dim) if i not in set(drop)]
+    if not kept:
+        raise ValueError(f"drop_state_coordinates={list(drop)} leaves out every coordinate: nothing would be diffused.")
+    return kept if drop else None
 
 
 def _check_spaces(venv: vec_env.VecEnv, conditioning: str) -> None:

@@ -124,6 +124,16 @@ def test_bad_reward_scale(venv, sac, pendulum_states, setting):
         make_trainer(venv, sac, pendulum_states, **setting)
 
 
+@pytest.mark.parametrize("drop, match", [
+    ([3], r"\[3\] are not coordinates of the 3-dimensional .* from 0 to 2"),
+    ([-1], r"\[-1\] are not coordinates"),
+    ([0, 1, 2], "leaves out every coordinate"),
+])
+def test_bad_dropped_coordinates(venv, sac, pendulum_states, drop, match):
+    with pytest.raises(ValueError, match=match):
+        make_trainer(venv, sac, pendulum_states, drop_state_coordinates=drop)
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
@@ -327,6 +337,28 @@ def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_sta
     before = loaded.expert_score_net.fitted_steps.item()
     loaded.train(200, progress_bar=False)
     assert loaded.expert_score_net.fitted_steps.item() == before
+
+
+@pytest.mark.parametrize("conditioning", ["state", "state_next_state"])
+def test_dropped_state_coordinates_leave_the_cost(tmp_path, venv, sac, pendulum_trajectories, conditioning):
+    trainer = make_trainer(venv, sac, pendulum_trajectories, conditioning=conditioning, drop_state_coordinates=[0])
+    assert trainer.expert_score_net.dim == (2 if conditioning == "state" else 4)
+    trainer.train(200, progress_bar=False)
+    reward = trainer.reward_train
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    moved = obs.copy()
+    moved[:, 0] += 0.5  # only the dropped coordinate
+
+    def rewards(states):
+        reward.generator.manual_seed(0)  # the same noise for both
+        return reward.predict(states, np.zeros((5, 1), np.float32), states, np.zeros(5, bool))
+
+    assert np.array_equal(rewards(obs), rewards(moved))
+    moved[:, 1] += 0.5
+    assert not np.array_equal(rewards(obs), rewards(moved))
+    trainer.save(tmp_path / "scores.pt")
+    loaded = DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_trajectories, venv=venv, gen_algo=sac)
+    assert loaded.drop_state_coordinates == (0,) and loaded.reward_train.state_coordinates == [1, 2]
 
 
 def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_states):

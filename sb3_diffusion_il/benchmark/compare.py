@@ -99,7 +99,8 @@ ROUND_STEPS = 1_000
 # DiffusionScoreIL settings the command line can set to other than their defaults
 # (each a flag of the same name), for checks in their own results directories.
 CHECKABLE_SETTINGS = (
-    "conditioning", "relabel_refresh", "reward_saturation", "reward_std", "reward_normalization",
+    "conditioning", "drop_state_coordinates", "relabel_refresh", "reward_saturation", "reward_std",
+    "reward_normalization",
     "debug_use_ground_truth",
 )
 # A flag's value that stands for a setting of None (argparse's None means "not given").
@@ -393,6 +394,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
                              "default (use another --results-dir: the report does not tell them apart)")
+    parser.add_argument("--drop-state-coordinates", type=int, nargs="+", default=None, metavar="I",
+                        help="DiffusionScoreIL's drop_state_coordinates (e.g. 0: seals' x position), to check "
+                             "a setting other than the default (another --results-dir)")
     parser.add_argument("--reward-saturation", type=lambda text: commands.quantile_or_none(text) or NONE,
                         default=None,
                         help="DiffusionScoreIL's reward_saturation, a quantile, or 'none' for the plain -c, "
