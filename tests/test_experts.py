@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from sb3_diffusion_il import data
+from sb3_diffusion_il.benchmark import experts
 from sb3_diffusion_il.benchmark.experts import deterministic_actions, record, train_expert, upright_fraction
-from sb3_diffusion_il.benchmark.tasks import LinearToZero
+from sb3_diffusion_il.benchmark.tasks import FLAT, LinearToZero, steady_at
 
 SAC_KWARGS = dict(learning_starts=100, batch_size=64)
 
@@ -32,9 +33,6 @@ COMPETENCE = {
     "seals/Ant-v1": (2_000, None),
     "seals/HalfCheetah-v1": (6_000, None),
 }
-# Its learning curve is flat over the last tenth of training: every evaluation
-# there within this fraction of the demonstrations' return.
-FLAT = 0.1
 
 
 # Bundled experts known to fall short, each with what stands in the way; a strict
@@ -56,6 +54,7 @@ def test_bundled_locomotion_expert_is_competent(env_id):
     expert = manifest["expert_return_mean"]
     assert manifest["n_episodes"] >= 10
     assert expert >= min_return
+    # The learning curve is flat over the last tenth of training.
     last_tenth = [mean for step, mean, _ in manifest["learning_curve"] if step >= 0.9 * manifest["expert_timesteps"]]
     assert last_tenth and all(abs(mean - expert) <= FLAT * expert for mean in last_tenth)
     if min_upright is not None:
@@ -85,3 +84,22 @@ def test_vec_normalize_expert_resumes_and_records_raw_observations(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "expert.zip", "vec_normalize.pkl"]
     (episode,) = record(deterministic_actions(model), "seals/Hopper-v1", 1, seed=0)
     assert episode.obs[0, 1] == pytest.approx(1.25, abs=0.01)  # raw torso height at reset, not standardised
+
+
+def test_steady_needs_five_evaluations_in_the_last_tenth_all_at_the_target():
+    rising = [[step, 100.0 + step / 10, 0.0] for step in range(0, 1001, 20)]
+    assert not steady_at(rising[:2], 0.0)  # one or two evaluations say little
+    assert steady_at(rising, 150.0)  # 900 to 1,000: 190 to 200, within 10% of 195
+    assert not steady_at(rising, 195.0)  # 190 is below the target
+    assert not steady_at(rising[:-1] + [[1000, 300.0, 0.0]], 150.0)  # a jump is not steady
+
+
+def test_training_stops_once_steady(tmp_path, monkeypatch):
+    # Every evaluation returns 1.0: training stops at the first steady curve (5
+    # evaluations within the last tenth: 800 steps at 20 a time), not at the budget.
+    monkeypatch.setattr(experts, "record", lambda *args, **kwargs: [])
+    monkeypatch.setattr(experts, "_returns", lambda trajectories: np.ones(5))
+    model = train_expert("Pendulum-v1", tmp_path, 2_000, seed=0, eval_every=20,
+                         algo_kwargs=dict(learning_starts=5_000), target=1.0)
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert curve[-1][0] == 800 and model.num_timesteps <= 801

@@ -26,7 +26,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_diffusion_il import commands, data
-from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task
+from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task, steady_at
 
 ALGOS = {"SAC": SAC, "PPO": PPO}
 
@@ -108,6 +108,7 @@ def train_expert(
     n_envs: int = 1,
     normalize: bool = False,
     env_kwargs: Optional[Dict[str, Any]] = None,
+    target: Optional[float] = None,
 ) -> BaseAlgorithm:
     """Trains (or resumes training) an expert, recording its learning curve.
 
@@ -119,6 +120,8 @@ def train_expert(
         with ``algo_kwargs``' ``gamma``)
     :param env_kwargs: settings of the env trained on, beyond ``env_id``'s; the
         evaluations are on ``env_id`` as registered
+    :param target: stop early once the learning curve is steady at this return or
+        above (`tasks.steady_at`)
     """
     model_path = work_dir / "expert.zip"
     buffer_path = work_dir / "replay_buffer.pkl"
@@ -142,13 +145,14 @@ def train_expert(
         buffer = {"buffer_size": total_timesteps} if off_policy else {}
         model = algo_cls("MlpPolicy", venv, seed=seed, verbose=0, **buffer, **algo_kwargs)
         curve = []
-    checkpoint = _EvaluateAndCheckpoint(env_id, seed, eval_every, curve, work_dir, normalize)
+    checkpoint = _EvaluateAndCheckpoint(env_id, seed, eval_every, curve, work_dir, normalize, target)
     # One call over the rest of the budget, so that a learning-rate schedule runs
     # over the whole budget, resumed or not.
-    if model.num_timesteps < total_timesteps:
+    if model.num_timesteps < total_timesteps and not checkpoint.steady:
         model.learn(total_timesteps - model.num_timesteps, callback=checkpoint, reset_num_timesteps=False,
                     progress_bar=progress_bar)
-    checkpoint.evaluate_and_save()  # the final policy, after its last update
+    if not checkpoint.steady:  # else the last evaluation was of the final policy
+        checkpoint.evaluate_and_save()  # the final policy, after its last update
     return model
 
 
@@ -157,13 +161,18 @@ class _EvaluateAndCheckpoint(BaseCallback):
     episodes), then the checkpoint (model, replay buffer, VecNormalize statistics, curve)."""
 
     def __init__(self, env_id: str, seed: int, eval_every: int, curve: List[List[float]], work_dir: pathlib.Path,
-                 normalize: bool):
+                 normalize: bool, target: Optional[float] = None):
         super().__init__()
         self.env_id, self.seed, self.eval_every, self.curve = env_id, seed, eval_every, curve
-        self.work_dir, self.normalize = work_dir, normalize
+        self.work_dir, self.normalize, self.target = work_dir, normalize, target
+
+    @property
+    def steady(self) -> bool:
+        """Whether training is to stop: the curve is steady at the target (`tasks.steady_at`)."""
+        return self.target is not None and steady_at(self.curve, self.target)
 
     def _on_step(self) -> bool:
-        return True
+        return not self.steady
 
     def _on_rollout_start(self) -> None:
         # At a rollout's start the policy has had the previous rollout's update.
@@ -253,7 +262,7 @@ def make_demonstrations(
     algo_kwargs = dict(task.expert_kwargs)
     model = train_expert(
         env_id, work_dir, total_timesteps, seed, eval_every, algo_kwargs, progress_bar, task.expert_algo,
-        task.expert_n_envs, task.expert_normalize, dict(task.expert_env_kwargs),
+        task.expert_n_envs, task.expert_normalize, dict(task.expert_env_kwargs), task.expert_target,
     )
     expert = record(deterministic_actions(model), env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
@@ -272,6 +281,7 @@ def make_demonstrations(
         "expert_n_envs": task.expert_n_envs,
         "expert_normalize": task.expert_normalize,
         "expert_env_kwargs": dict(task.expert_env_kwargs),
+        "expert_target": task.expert_target,
         "upright_fraction": upright_fraction(env_id, np.concatenate([t.obs[:-1] for t in expert])),
         "fixed_horizon": task.fixed_horizon,
         "expert_timesteps": model.num_timesteps,
