@@ -9,7 +9,7 @@ import pytest
 from sb3_diffusion_il import data
 from sb3_diffusion_il.benchmark import experts
 from sb3_diffusion_il.benchmark.experts import deterministic_actions, record, train_expert, upright_fraction
-from sb3_diffusion_il.benchmark.tasks import FLAT, LinearToZero, steady_at
+from sb3_diffusion_il.benchmark.tasks import FLAT, steady_at
 
 SAC_KWARGS = dict(learning_starts=100, batch_size=64)
 
@@ -73,12 +73,12 @@ def test_upright_fraction_reads_gymnasiums_healthy_range():
 
 
 def test_vec_normalize_expert_resumes_and_records_raw_observations(tmp_path):
-    kwargs = dict(n_steps=64, batch_size=32, n_epochs=1, learning_rate=LinearToZero(3e-4))
+    kwargs = dict(n_steps=64, batch_size=32, n_epochs=1)
     train_expert("seals/Hopper-v1", tmp_path, 64, seed=0, eval_every=64, algo_kwargs=kwargs, algo="PPO",
                  normalize=True)
     model = train_expert("seals/Hopper-v1", tmp_path, 128, seed=0, eval_every=64, algo_kwargs=kwargs, algo="PPO",
                          normalize=True)
-    assert model.num_timesteps == 128 and model.learning_rate == LinearToZero(3e-4)
+    assert model.num_timesteps == 128
     # The statistics carried on from the first run's 64 steps.
     assert model.get_vec_normalize_env().obs_rms.count > 128
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "expert.zip", "vec_normalize.pkl"]
