@@ -113,7 +113,7 @@ def train_expert(
     """Trains (or resumes training) an expert, recording its learning curve.
 
     :param algo_kwargs: the learner's settings beyond SB3's defaults
-    :param progress_bar: show SB3's progress bar over each stretch between evaluations
+    :param progress_bar: show SB3's progress bar while training
     :param algo: ``"SAC"`` or ``"PPO"``
     :param n_envs: environments trained on side by side
     :param normalize: train on ``VecNormalize`` (observations and rewards, discounted
