@@ -198,7 +198,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_learner(gen_algo, venv)
         self.conditioning = conditioning
         self.drop_state_coordinates = tuple(drop_state_coordinates)
-        self._state_coordinates = _kept_coordinates(self.drop_state_coordinates, flatten.flat_dim(venv.observation_space))
+        self._state_coordinates = _kept_coordinates(
+            self.drop_state_coordinates, flatten.flat_dim(venv.observation_space),
+        )
         self.venv = venv
         self.gen_algo = gen_algo
         self.demo_batch_size = demo_batch_size
@@ -747,7 +749,8 @@ def _kept_coordinates(drop: Sequence[int], dim: int) -> Optional[List[int]]:
             f"drop_state_coordinates={list(drop)}: {bad} are not coordinates of the {dim}-dimensional "
             f"(flattened) observation; give indices from 0 to {dim - 1}.",
         )
-    kept = [i for i in range(dim) if i not in set(drop)]
+    dropped = set(drop)
+    kept = [i for i in range(dim) if i not in dropped]
     if not kept:
         raise ValueError(f"drop_state_coordinates={list(drop)} leaves out every coordinate: nothing would be diffused.")
     return kept if drop else None

@@ -357,7 +357,9 @@ def test_dropped_state_coordinates_leave_the_cost(tmp_path, venv, sac, pendulum_
     moved[:, 1] += 0.5
     assert not np.array_equal(rewards(obs), rewards(moved))
     trainer.save(tmp_path / "scores.pt")
-    loaded = DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_trajectories, venv=venv, gen_algo=sac)
+    loaded = DiffusionScoreIL.load(
+        tmp_path / "scores.pt", demonstrations=pendulum_trajectories, venv=venv, gen_algo=sac,
+    )
     assert loaded.drop_state_coordinates == (0,) and loaded.reward_train.state_coordinates == [1, 2]
 
 

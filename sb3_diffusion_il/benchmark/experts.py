@@ -29,6 +29,8 @@ from sb3_diffusion_il import commands, data
 from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task, steady_at
 
 ALGOS = {"SAC": SAC, "PPO": PPO}
+# The checkpoint's files in the work dir.
+MODEL, REPLAY_BUFFER, VEC_NORMALIZE, CURVE = "expert.zip", "replay_buffer.pkl", "vec_normalize.pkl", "curve.json"
 
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1, env_kwargs: Optional[Dict[str, Any]] = None):
@@ -123,22 +125,19 @@ def train_expert(
     :param target: stop early once the learning curve is steady at this return or
         above (`tasks.steady_at`)
     """
-    model_path = work_dir / "expert.zip"
-    buffer_path = work_dir / "replay_buffer.pkl"
-    normalize_path = work_dir / "vec_normalize.pkl"
-    curve_path = work_dir / "curve.json"
+    model_path = work_dir / MODEL
     algo_cls = ALGOS[algo]
     off_policy = algo_cls is SAC
     venv = make_venv(env_id, seed, n_envs, env_kwargs)
     if normalize:
         gamma = algo_kwargs.get("gamma", 0.99)
-        venv = VecNormalize.load(normalize_path, venv) if model_path.exists() else VecNormalize(venv, gamma=gamma)
+        venv = VecNormalize.load(work_dir / VEC_NORMALIZE, venv) if model_path.exists() else VecNormalize(venv, gamma=gamma)
     if model_path.exists():
         model = algo_cls.load(model_path, env=venv)
         if off_policy:
-            model.load_replay_buffer(buffer_path)
+            model.load_replay_buffer(work_dir / REPLAY_BUFFER)
             _grow_replay_buffer(model, total_timesteps)
-        curve = json.loads(curve_path.read_text())
+        curve = json.loads((work_dir / CURVE).read_text())
     else:
         # A buffer of the whole budget keeps every transition, as SB3's default
         # 1M does for these budgets, without allocating (and checkpointing) 1M rows.
@@ -191,14 +190,14 @@ class _EvaluateAndCheckpoint(BaseCallback):
         # exist. Each under a temporary name, then renamed: a run killed while
         # writing leaves the previous checkpoint whole, to resume from.
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        saves = [("replay_buffer.pkl", model.save_replay_buffer)] if isinstance(model, SAC) else []
-        saves += [("vec_normalize.pkl", model.get_vec_normalize_env().save)] if self.normalize else []
-        for name, save in saves + [("expert.zip", model.save)]:
+        saves = [(REPLAY_BUFFER, model.save_replay_buffer)] if isinstance(model, SAC) else []
+        saves += [(VEC_NORMALIZE, model.get_vec_normalize_env().save)] if self.normalize else []
+        for name, save in saves + [(MODEL, model.save)]:
             path = self.work_dir / name
             temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
             save(temporary)
             temporary.replace(path)
-        data.atomic_write_bytes(self.work_dir / "curve.json", json.dumps(self.curve).encode())
+        data.atomic_write_bytes(self.work_dir / CURVE, json.dumps(self.curve).encode())
 
 
 def _grow_replay_buffer(model: SAC, size: int) -> None:
@@ -267,7 +266,7 @@ def make_demonstrations(
     expert = record(deterministic_actions(model), env_id, n_episodes, seed=seed + 1000)
     random = record(None, env_id, n_episodes, seed=seed + 2000)
     sha256 = data.save_trajectories(data.demo_path(env_id, out_dir), expert)
-    curve = json.loads((work_dir / "curve.json").read_text())
+    curve = json.loads((work_dir / CURVE).read_text())
     plot_curve(curve, env_id, out_dir / f"{data.demo_path(env_id).stem}_expert_curve.png", task.expert_algo)
     manifest = {
         "env_id": env_id,

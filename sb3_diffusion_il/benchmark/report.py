@@ -72,9 +72,7 @@ def normalized(result: dict, value: float) -> float:
     Results record both returns (the task's expert may be replaced later); files
     from before they did are scored against the bundled expert they were made with.
     """
-    reference = result.get("reference_returns")
-    if reference is None:
-        return data.normalized_return(result["env_id"], value)
+    reference = result.get("reference_returns") or compare.reference_returns(result["env_id"])
     return (value - reference["random"]) / (reference["expert"] - reference["random"])
 
 
