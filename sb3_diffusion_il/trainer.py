@@ -3,7 +3,7 @@
 import contextlib
 import time
 import warnings
-from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch as th
@@ -35,6 +35,7 @@ HELDOUT_FRACTION = 0.1
 # many replay draws of a round (benchmarks/overhead.py measures what it costs).
 AUTO_REFRESH_DRAWS = 4
 REWARD_NORMALIZATIONS = ("mean_std", "robust")
+LEARNER_REFITS = ("warm", "fresh")
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
 
@@ -73,11 +74,18 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param learner_score_net: learner score network; when None, a copy of the
         expert's, so the cost is zero until the learner score has seen learner data
     :param score_net_kwargs: keyword arguments of ``ScoreNetwork`` for networks built here
+    :param feature_std_floor: the diffused features are standardised by the expert's
+        per-coordinate mean and std, the std raised to at least this, so that a
+        coordinate the expert barely moves is not magnified beyond ``1 / floor``.
+        None: the raw features, as the reference diffuses them
     :param diffusion_steps: number of diffusion timesteps T (linear betas 1e-4..0.02)
     :param score_opt_cls: optimiser of both score networks
     :param score_opt_kwargs: its keyword arguments (default: ``lr=1e-3``)
     :param expert_fit_steps: gradient steps of expert score pretraining
     :param learner_fit_steps: gradient steps of each round's learner score refit
+    :param learner_refit: ``"warm"``: each round's refit continues from the last
+        round's network and optimiser; ``"fresh"``: from a new initialisation and
+        optimiser, as the reference does
     :param learner_buffer_size: learner features kept for the refit (sliding window
         of the newest)
     :param cost_timesteps: diffusion timesteps per state in the cost estimate, each
@@ -141,11 +149,13 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         expert_score_net: Optional[ScoreNetwork] = None,
         learner_score_net: Optional[ScoreNetwork] = None,
         score_net_kwargs: Optional[Mapping[str, Any]] = None,
+        feature_std_floor: Optional[float] = 0.0,
         diffusion_steps: int = 1000,
         score_opt_cls: Type[th.optim.Optimizer] = th.optim.AdamW,
         score_opt_kwargs: Optional[Mapping[str, Any]] = None,
         expert_fit_steps: int = 10_000,
         learner_fit_steps: int = 100,
+        learner_refit: str = "warm",
         learner_buffer_size: int = 200_000,
         cost_timesteps: int = 12,
         cost_precision: str = "auto",
@@ -171,6 +181,12 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         )
         if learner_fit_steps < 0:
             raise ValueError(f"learner_fit_steps={learner_fit_steps} must be >= 0.")
+        if learner_refit not in LEARNER_REFITS:
+            raise ValueError(f"learner_refit={learner_refit!r} is not one of {LEARNER_REFITS}.")
+        if feature_std_floor is not None and not feature_std_floor >= 0:
+            raise ValueError(
+                f"feature_std_floor={feature_std_floor!r} must be >= 0, or None for raw features.",
+            )
         if relabel_refresh != "auto" and relabel_refresh is not None and (
             not isinstance(relabel_refresh, int) or relabel_refresh < 1
         ):
@@ -206,6 +222,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.demo_batch_size = demo_batch_size
         self.expert_fit_steps = expert_fit_steps
         self.learner_fit_steps = learner_fit_steps
+        self.learner_refit = learner_refit
+        self.feature_std_floor = feature_std_floor
         self.reward_saturation = reward_saturation
         self.reward_std = auto_reward_std(gen_algo) if reward_std == "auto" else reward_std
         self.reward_normalization = reward_normalization
@@ -226,8 +244,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         )
 
         dim = self.expert_data.shape[1]
-        with th.random.fork_rng(devices=[]):
-            th.manual_seed(int(th.randint(2**62, (), generator=self.generator, device=self.generator.device).item()))
+        with _torch_rng_seeded_from(self.generator):
             self.expert_score_net = expert_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
             self.learner_score_net = learner_score_net or ScoreNetwork(dim, **(score_net_kwargs or {}))
         for name, net in (("expert_score_net", self.expert_score_net), ("learner_score_net", self.learner_score_net)):
@@ -239,12 +256,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_score_net.to(gen_algo.device)
         self.learner_score_net.to(gen_algo.device)
         if not self.expert_score_net.is_fitted:
-            mean, std = self.expert_data.mean(0).cpu().numpy(), self.expert_data.std(0).cpu().numpy()
-            # One-hot and binary coordinates map {0, 1} to {-1, 1} whatever the expert's
-            # spread: one the expert (nearly) never changes would otherwise be scaled up
-            # without bound.
-            binary = self._binary_features()
-            self.expert_score_net.set_normalization(np.where(binary, 0.5, mean), np.where(binary, 0.5, std))
+            self.expert_score_net.set_normalization(*self._feature_normalization())
         if not self.learner_score_net.is_fitted:
             # The cost feeds both networks expert-normalised features, so both fit in that space.
             self.learner_score_net.set_normalization(
@@ -323,6 +335,18 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
         self.expert_data = x[perm[n_heldout:]]
 
+    def _feature_normalization(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The mean and std the score networks standardise features with."""
+        if self.feature_std_floor is None:
+            dim = self.expert_data.shape[1]
+            return np.zeros(dim), np.ones(dim)
+        mean, std = self.expert_data.mean(0).cpu().numpy(), self.expert_data.std(0).cpu().numpy()
+        # One-hot and binary coordinates map {0, 1} to {-1, 1} whatever the expert's
+        # spread: one the expert (nearly) never changes would otherwise be scaled up
+        # without bound.
+        binary = self._binary_features()
+        return np.where(binary, 0.5, mean), np.where(binary, 0.5, np.maximum(std, self.feature_std_floor))
+
     def _binary_features(self) -> np.ndarray:
         """Which feature coordinates are one-hot or binary (see `flatten`)."""
         obs = flatten.binary_coordinates(self.venv.observation_space)
@@ -373,10 +397,22 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         def batch(n: int) -> th.Tensor:
             return self.learner_buffer.sample(n, None).to(self.gen_algo.device)
 
+        if self.learner_refit == "fresh":
+            self._reinitialize_learner_score()
+
         return score_net.fit(
             self.learner_score_net, self.schedule, batch, self._learner_opt,
             self.learner_fit_steps, self.demo_batch_size, self.generator,
         )
+
+    def _reinitialize_learner_score(self) -> None:
+        """New weights (drawn from this trainer's generator) and a new optimiser; the
+        normaliser stays the expert's."""
+        with _torch_rng_seeded_from(self.generator):
+            for layer in self.learner_score_net.mlp:
+                if isinstance(layer, th.nn.Linear):
+                    layer.reset_parameters()
+        self._learner_opt = self.score_opt_cls(self.learner_score_net.parameters(), **self.score_opt_kwargs)
 
     # -- training ----------------------------------------------------------------------
 
@@ -572,6 +608,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             diffusion_steps=self.schedule.n_steps,
             expert_fit_steps=self.expert_fit_steps,
             learner_fit_steps=self.learner_fit_steps,
+            learner_refit=self.learner_refit,
+            feature_std_floor=self.feature_std_floor,
             learner_buffer_size=self.learner_buffer.capacity,
             cost_timesteps=self._reward_net.n_timesteps,
             cost_precision=self._reward_net.precision,
@@ -661,6 +699,15 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         checkpoint.restore_generator(trainer.generator, state["generator"], state.get("generator_device", "cpu"))
         checkpoint.set_global_rng_state(state["global_rng"])
         return trainer
+
+
+@contextlib.contextmanager
+def _torch_rng_seeded_from(generator: th.Generator) -> Iterator[None]:
+    """Torch's global RNG, which layer initialisation draws from, seeded from ``generator``
+    for the block and restored after it."""
+    with th.random.fork_rng(devices=[]):
+        th.manual_seed(int(th.randint(2**62, (), generator=generator, device=generator.device).item()))
+        yield
 
 
 def _complete_episode_returns(

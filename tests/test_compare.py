@@ -138,6 +138,27 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     ]
 
 
+def test_set_passes_any_trainer_argument_as_a_literal(tmp_path, monkeypatch):
+    passed = []
+    monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[5]) or [])
+    compare.main(["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path), "--reward-std", "1", "--set",
+                  "diffusion_steps=5000", 'score_opt_kwargs={"lr": 5e-3}', "cost_precision=float32"])
+    assert passed == [
+        {"reward_std": 1.0, "diffusion_steps": 5000, "score_opt_kwargs": {"lr": 5e-3}, "cost_precision": "float32"},
+    ]
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("diffusion_steps", "write NAME=VALUE"),
+    ("diffusion_step=5000", "'diffusion_step' is not a DiffusionScoreIL argument"),
+    ("seed=3", "'seed' is not a DiffusionScoreIL argument the harness leaves to you"),
+])
+def test_set_refuses_what_it_cannot_pass(tmp_path, capsys, assignment, message):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path), "--set", assignment])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["diffusion_score", "gail"])
 def test_on_policy_cell_end_to_end(tmp_path, monkeypatch, method):
     """seals/CartPole-v0's learner is PPO: rounds are its rollouts, its reward the wrapped env's."""

@@ -134,6 +134,14 @@ def test_bad_dropped_coordinates(venv, sac, pendulum_states, drop, match):
         make_trainer(venv, sac, pendulum_states, drop_state_coordinates=drop)
 
 
+@pytest.mark.parametrize("setting, match", [
+    ({"learner_refit": "cold"}, "'fresh'"), ({"feature_std_floor": -0.1}, "must be >= 0"),
+])
+def test_bad_score_settings(venv, sac, pendulum_states, setting, match):
+    with pytest.raises(ValueError, match=match):
+        make_trainer(venv, sac, pendulum_states, **setting)
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
@@ -399,3 +407,28 @@ def test_given_learner_score_net_fits_in_the_experts_normalisation(venv, sac, pe
     assert th.equal(learner_net.mean, trainer.expert_score_net.mean)
     assert th.equal(learner_net.std, trainer.expert_score_net.std)
     assert not th.equal(learner_net.mean, th.zeros(3))
+
+
+def test_feature_std_floor_bounds_the_standardisation(venv, sac, pendulum_states):
+    std = make_trainer(venv, sac, pendulum_states).expert_score_net.std
+    floor = float(std.min()) * 2
+    floored = make_trainer(venv, sac, pendulum_states, feature_std_floor=floor).expert_score_net
+    assert th.allclose(floored.std, th.clamp(std, min=floor)) and not th.allclose(floored.std, std)
+    raw = make_trainer(venv, sac, pendulum_states, feature_std_floor=None)
+    assert th.equal(raw.expert_score_net.mean, th.zeros(3)) and th.equal(raw.expert_score_net.std, th.ones(3))
+    assert th.equal(raw.learner_score_net.std, th.ones(3))
+
+
+def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, learner_refit="fresh", learner_fit_steps=0)
+    trainer.train(400, progress_bar=False)  # two rounds, no fitting: only the re-initialisation
+    expert = trainer.expert_score_net.state_dict()
+    weights = [trainer.learner_score_net.state_dict()["mlp.0.weight"].clone()]
+    trainer.train_learner_score()
+    weights.append(trainer.learner_score_net.state_dict()["mlp.0.weight"])
+    assert not th.equal(weights[0], expert["mlp.0.weight"]) and not th.equal(weights[0], weights[1])
+    assert th.equal(trainer.learner_score_net.std, trainer.expert_score_net.std)
+    warm = make_trainer(venv, SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64), pendulum_states,
+                        learner_fit_steps=0)
+    warm.train(400, progress_bar=False)
+    assert th.equal(warm.learner_score_net.mlp[0].weight, warm.expert_score_net.mlp[0].weight)

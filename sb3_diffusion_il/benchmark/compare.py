@@ -14,8 +14,10 @@ replay relabelling too (``variant`` records it).
 """
 
 import argparse
+import ast
 import contextlib
 import dataclasses
+import inspect
 import json
 import pathlib
 import time
@@ -105,6 +107,11 @@ CHECKABLE_SETTINGS = (
 )
 # A flag's value that stands for a setting of None (argparse's None means "not given").
 NONE = "none"
+# DiffusionScoreIL arguments the harness itself passes, so ``--set`` may not.
+HARNESS_ARGUMENTS = (
+    "demonstrations", "venv", "gen_algo", "gen_train_timesteps", "allow_variable_horizon", "custom_logger",
+    "log_dir", "seed",
+)
 BACKENDS = ("process", "ray")
 # A cell that fails (raises, or its worker dies) is run this many times more.
 CELL_RETRIES = 1
@@ -410,27 +417,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug-use-ground-truth", action="store_true", default=None,
                         help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
                              "the task's budget when the reward is not the limit (another --results-dir)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="settings",
+                        help="any other DiffusionScoreIL argument, VALUE a Python literal (a bare word is a "
+                             "string), e.g. diffusion_steps=5000 'score_opt_kwargs={\"lr\": 5e-3}' "
+                             "(another --results-dir)")
     commands.add_progress_bar_argument(parser)
+
+
+def trainer_settings(assignments: Sequence[str]) -> Dict[str, Any]:
+    """``--set``'s ``NAME=VALUE`` pairs as DiffusionScoreIL keyword arguments.
+
+    :raises ValueError: on a pair without ``=``, or a name that is not an argument of
+        DiffusionScoreIL or is one the harness passes itself
+    """
+    settable = set(inspect.signature(DiffusionScoreIL).parameters) - set(HARNESS_ARGUMENTS)
+    settings = {}
+    for assignment in assignments:
+        name, equals, text = assignment.partition("=")
+        if not equals:
+            raise ValueError(f"--set {assignment!r}: write NAME=VALUE, e.g. diffusion_steps=5000.")
+        if name not in settable:
+            raise ValueError(f"--set {assignment!r}: {name!r} is not a DiffusionScoreIL argument the harness "
+                             f"leaves to you; choose from {sorted(settable)}.")
+        try:
+            settings[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            settings[name] = text
+    return settings
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Runs the cells ``args`` name that have no current result file yet."""
+    diffusion_kwargs = {
+        name: None if getattr(args, name) == NONE else getattr(args, name)
+        for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
+    }
     try:
         check_choices(args.methods, args.tasks)
+        diffusion_kwargs.update(trainer_settings(args.settings))
     except ValueError as e:
         parser.error(str(e))
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address is for --backend ray")
     cells = [
         Cell(method, task, seed, args.budget or BUDGETS[task])
         for seed in args.seeds for task in args.tasks for method in args.methods
     ]
     todo = pending_cells(cells, args.results_dir)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
-    diffusion_kwargs = {
-        name: None if getattr(args, name) == NONE else getattr(args, name)
-        for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
-    }
-    if args.address is not None and args.backend != "ray":
-        parser.error("--address is for --backend ray")
     failures = run_cells(
         todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs, args.backend,
         args.address,
