@@ -335,6 +335,13 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
         self.expert_data = x[perm[n_heldout:]]
 
+    def features(self, demonstrations: data.AnyDemonstrations) -> np.ndarray:
+        """What is diffused of ``demonstrations`` (or of any trajectories or transitions of
+        the task): the ``conditioning``'s features of the kept state coordinates, as the
+        score networks take them (raw; the networks standardise them)."""
+        arrays = data.to_arrays(demonstrations, self.venv.observation_space, self.venv.action_space)
+        return arrays.features(self.conditioning, self._state_coordinates)
+
     def _feature_normalization(self) -> Tuple[np.ndarray, np.ndarray]:
         """The mean and std the score networks standardise features with."""
         if self.feature_std_floor is None:
@@ -520,9 +527,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         elapsed = time.perf_counter() - start
         trajectories, ep_lens = self.venv_buffering.pop_trajectories()
         self._check_fixed_horizon(ep_lens)
-        new = data.to_arrays(trajectories, self.venv.observation_space, self.venv.action_space).features(
-            self.conditioning, self._state_coordinates,
-        )
+        new = self.features(trajectories)
         self.learner_buffer.add(new)
         self._last_round_features = new
         self.logger.record("diffusion/env_steps_per_second", total_timesteps / elapsed)

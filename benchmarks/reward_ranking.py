@@ -1,0 +1,124 @@
+"""Does DiffusionScoreIL's cost rank behaviour as the true return does? A check of the reward's shape without RL.
+
+    python benchmarks/reward_ranking.py --env seals/Walker2d-v1 --expert experts/seals__Walker2d-v1 \
+        --variant default --variant drop_x drop_state_coordinates=[0] --out reward-ranking-walker2d.json
+
+A ladder of behaviours of known true return: the expert (its checkpoint in
+``--expert``, as ``benchmark.experts`` leaves it) with Gaussian noise of growing
+scale on its actions, and a random policy. For each rung the learner score is
+refitted on that rung's states, from a copy of the expert's as in training, and
+the cost of its states is computed. A reward that can lead a learner up the
+ladder costs every rung more than the one above it: the figures are Spearman's
+rank correlation between episodes' true returns and their mean rewards (-cost),
+over all episodes of all rungs, and the rungs' mean costs. Each ``--variant NAME
+[ARG=VALUE ...]`` sets DiffusionScoreIL arguments as ``compare --set`` does.
+"""
+
+import argparse
+import copy
+import pathlib
+from typing import Any, Dict, List
+
+import numpy as np
+import seals  # noqa: F401  (registers the seals/* tasks)
+import torch as th
+from imitation.data import types
+from scipy import stats
+from stable_baselines3 import SAC
+from stable_baselines3.common.vec_env import VecNormalize
+
+from common import write_result
+
+from sb3_diffusion_il import DiffusionScoreIL, data, score_net
+from sb3_diffusion_il.benchmark import experts
+from sb3_diffusion_il.benchmark.compare import trainer_settings
+from sb3_diffusion_il.benchmark.tasks import get_task
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+NOISE_SCALES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
+
+
+def load_expert(env_id: str, work_dir: pathlib.Path):
+    task = get_task(env_id)
+    venv = experts.make_venv(env_id, seed=0)
+    if task.expert_normalize:
+        venv = VecNormalize.load(str(work_dir / experts.VEC_NORMALIZE), venv)
+        venv.training = False
+    return experts.ALGOS[task.expert_algo].load(work_dir / experts.MODEL, env=venv)
+
+
+def noisy(policy, scale: float, action_space, rng: np.random.Generator):
+    def act(observations, states, episode_starts):
+        actions, states = policy(observations, states, episode_starts)
+        actions = actions + scale * rng.standard_normal(actions.shape)
+        return np.clip(actions, action_space.low, action_space.high), states
+
+    return act
+
+
+def ladder(env_id: str, model, episodes: int, seed: int) -> Dict[str, List[types.TrajectoryWithRew]]:
+    rng = np.random.default_rng(seed)
+    expert = experts.deterministic_actions(model)
+    rungs = {
+        f"noise {scale}": experts.record(noisy(expert, scale, model.action_space, rng), env_id, episodes, seed + i)
+        for i, scale in enumerate(NOISE_SCALES)
+    }
+    rungs["random"] = experts.record(None, env_id, episodes, seed + len(NOISE_SCALES))
+    return rungs
+
+
+def rank(trainer: DiffusionScoreIL, rungs: Dict[str, List[types.TrajectoryWithRew]], fit_steps: int) -> Dict[str, Any]:
+    """Each rung's cost under a learner score refitted on it, and the rank correlation."""
+    initial = copy.deepcopy(trainer.learner_score_net.state_dict())
+    episode_returns, episode_rewards, rows = [], [], []
+    for name, trajectories in rungs.items():
+        per_episode = [trainer.features([t]) for t in trajectories]
+        states = th.as_tensor(np.concatenate(per_episode))
+        trainer.learner_score_net.load_state_dict(initial)
+        optimizer = trainer.score_opt_cls(trainer.learner_score_net.parameters(), **trainer.score_opt_kwargs)
+
+        def batch(n: int) -> th.Tensor:
+            return states[th.randint(0, len(states), (n,), generator=trainer.generator)]
+
+        score_net.fit(trainer.learner_score_net, trainer.schedule, batch, optimizer, fit_steps,
+                      trainer.demo_batch_size, trainer.generator)
+        with th.no_grad():
+            costs = [trainer.reward_train.cost(th.as_tensor(x)).numpy() for x in per_episode]
+        returns = [float(t.rews.sum()) for t in trajectories]
+        episode_returns += returns
+        episode_rewards += [-float(c.mean()) for c in costs]
+        rows.append({"rung": name, "return_mean": float(np.mean(returns)),
+                     "cost_mean": float(np.mean(np.concatenate(costs)))})
+    return {"spearman": float(stats.spearmanr(episode_returns, episode_rewards).statistic), "rungs": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--expert", type=pathlib.Path, required=True, help="the expert's checkpoint directory")
+    parser.add_argument("--variant", nargs="+", action="append", required=True, metavar="NAME [ARG=VALUE]")
+    parser.add_argument("--episodes", type=int, default=5, help="episodes per rung")
+    parser.add_argument("--fit-steps", type=int, default=1000, help="learner-score steps on each rung")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="file name in benchmarks/results")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    rungs = ladder(args.env, load_expert(args.env, args.expert), args.episodes, args.seed)
+    venv = experts.make_venv(args.env, args.seed)
+    results = {}
+    for name, *assignments in args.variant:
+        settings = trainer_settings(assignments)
+        trainer = DiffusionScoreIL(demonstrations=data.load_demonstrations(args.env), venv=venv,
+                                   gen_algo=SAC("MlpPolicy", venv), seed=args.seed, **settings)
+        trainer.pretrain_expert(progress_bar=False)
+        trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
+        results[name] = {"settings": settings, **rank(trainer, rungs, args.fit_steps)}
+        print(name, round(results[name]["spearman"], 3), flush=True)
+    write_result(RESULTS / args.out, {
+        "env_id": args.env, "episodes_per_rung": args.episodes, "fit_steps": args.fit_steps, "seed": args.seed,
+        "variants": results, "versions": experts.versions(),
+    })
+
+
+if __name__ == "__main__":
+    main()
