@@ -3,6 +3,7 @@
 import functools
 import json
 
+import numpy as np
 import pytest
 
 from sb3_diffusion_il import data
@@ -213,3 +214,11 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path):
 def test_address_without_ray_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         compare.main(["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path), "--address", "auto"])
+
+
+def test_report_intervals_are_reproducible_and_per_method():
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.random((3, 2)), "b": rng.random((3, 2))}
+    both = report.iqm_with_ci(scores)
+    assert both == report.iqm_with_ci(scores)
+    assert both["a"] == report.iqm_with_ci({"a": scores["a"]})["a"]
