@@ -105,22 +105,11 @@ def test_bundled_data_fits_the_30_mb_budget():
     assert total <= 30 * 2**20, total
 
 
-# Bundled experts made by another recipe than the registry's, while their
-# replacements train (strict: a replaced one must leave the list).
-REPLACING = {
-    "seals/Walker2d-v1": "SAC (260k steps) bundled; its PPO replacement was not steady by 1M steps",
-}
-
-
 def test_seals_tasks_have_fixed_horizons():
     assert all(t.fixed_horizon for env_id, t in TASKS.items() if env_id.startswith("seals/"))
 
 
-@pytest.mark.parametrize("env_id", [
-    pytest.param(env_id, marks=[pytest.mark.xfail(reason=REPLACING[env_id], strict=True)]
-                 if env_id in REPLACING else [])
-    for env_id in data.bundled_env_ids()
-])
+@pytest.mark.parametrize("env_id", data.bundled_env_ids())
 def test_bundled_expert_was_made_as_its_task_is_registered(env_id):
     task = get_task(env_id)
     stats = expert_stats(env_id)

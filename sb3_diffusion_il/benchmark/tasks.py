@@ -59,12 +59,13 @@ STEADY_EVALUATIONS = 5
 def steady_at(curve: Sequence[Sequence[float]], target: float) -> bool:
     """Whether a learning curve ``[[steps, mean, std], ...]`` ends steady at ``target`` or
     above: at least ``STEADY_EVALUATIONS`` evaluations over its last tenth of steps,
-    every one at least ``target`` and within ``FLAT`` of their mean."""
+    every one at least ``target`` and within ``FLAT`` of the last (the final policy's,
+    which the demonstrations record: tests/test_experts.py holds them to the same)."""
     last = [mean for steps, mean, _ in curve if steps >= 0.9 * curve[-1][0]] if curve else []
     if len(last) < STEADY_EVALUATIONS:
         return False
-    centre = sum(last) / len(last)
-    return min(last) >= target and all(abs(mean - centre) <= FLAT * abs(centre) for mean in last)
+    final = last[-1]
+    return min(last) >= target and all(abs(mean - final) <= FLAT * abs(final) for mean in last)
 
 
 # rl-baselines3-zoo's PPO settings for CartPole (8 envs).
@@ -73,7 +74,7 @@ _ZOO_CARTPOLE_PPO = dict(
     clip_range=0.2,
 )
 
-# The Hopper, Walker2d and Ant experts are SB3's PPO defaults (the OpenAI
+# The Hopper and Walker2d experts are SB3's PPO defaults (the OpenAI
 # baselines MuJoCo settings) on VecNormalize, trained with the fall
 # ending the episode (as gymnasium's Hopper-v4 and Walker2d-v4 do; seals' versions
 # keep x in the observation and go on to the horizon) and recorded on seals' task.
@@ -86,7 +87,11 @@ _ZOO_CARTPOLE_PPO = dict(
 # and steady (``expert_target``, the bar of tests/test_experts.py).
 # Walker2d: rl-baselines3-zoo's tuned Walker2d-v3 PPO swung between
 # 1,932 and 3,379 over 860k-962k steps at its constant rate, and between 1,355
-# and 2,702 over 737k-799k with it falling to 0.
+# and 2,702 over 737k-799k with it falling to 0; SB3's defaults on one env
+# swung between 1,760 and 4,857 over 1.8M-2M steps. On 4 envs (4x the samples
+# per update) they were steady at 3,966-4,582 by 1.45M.
+# Ant: SB3's PPO defaults (VecNormalize, fall ending the episode) stood still
+# (653-1,026 over 1.2M-1.43M steps), so Ant takes rl-baselines3-zoo's SAC.
 _FALL_ENDS_EPISODE = {"terminate_when_unhealthy": True}
 # HalfCheetah's expert takes rl-baselines3-zoo's SAC settings (10k random steps first).
 _ZOO_SAC = {"learning_starts": 10_000}
@@ -102,8 +107,8 @@ TASKS: Dict[str, Task] = {
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=2_500),
         Task("seals/Walker2d-v1", 3_000_000, {}, eval_every=20_480, expert_algo="PPO", expert_n_envs=4,
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=3_000),
-        Task("seals/Ant-v1", 2_000_000, {}, eval_every=20_480, expert_algo="PPO", expert_normalize=True,
-             expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=2_000),
+        Task("seals/Ant-v1", 1_000_000, _ZOO_SAC, eval_every=20_000, expert_env_kwargs=_FALL_ENDS_EPISODE,
+             expert_target=2_000),
     )
 }
 
