@@ -99,14 +99,20 @@ def iqm_with_ci(matrices: Dict[str, np.ndarray]) -> Dict[str, Tuple[float, float
     from rliable import metrics
 
     estimates = {}
-    for method, matrix in matrices.items():
-        # A seed per method: a table regenerates byte for byte, and one method's interval
-        # does not depend on which others are in it.
-        point, interval = rly.get_interval_estimates(
-            {method: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
-        )
-        estimates[method] = (float(point[method][0]), float(interval[method][0, 0]), float(interval[method][1, 0]))
+    # rliable's stratified bootstrap draws from NumPy's global RNG whatever its
+    # random_state says, so that is seeded, afresh per method (a table regenerates
+    # byte for byte, and one method's interval does not depend on the others in it),
+    # and restored after.
+    global_state = np.random.get_state()
+    try:
+        for method, matrix in matrices.items():
+            np.random.seed(BOOTSTRAP_SEED)
+            point, interval = rly.get_interval_estimates(
+                {method: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=BOOTSTRAP_REPS,
+            )
+            estimates[method] = (float(point[method][0]), float(interval[method][0, 0]), float(interval[method][1, 0]))
+    finally:
+        np.random.set_state(global_state)
     return estimates
 
 
