@@ -105,11 +105,12 @@ def main() -> None:
     th.set_num_threads(1)
     rungs = ladder(args.env, load_expert(args.env, args.expert), args.episodes, args.seed)
     venv = experts.make_venv(args.env, args.seed)
+    demonstrations = data.load_demonstrations(args.env)
     results = {}
     for name, *assignments in args.variant:
         settings = trainer_settings(assignments)
-        trainer = DiffusionScoreIL(demonstrations=data.load_demonstrations(args.env), venv=venv,
-                                   gen_algo=SAC("MlpPolicy", venv), seed=args.seed, **settings)
+        trainer = DiffusionScoreIL(demonstrations=demonstrations, venv=venv, gen_algo=SAC("MlpPolicy", venv),
+                                   seed=args.seed, **settings)
         trainer.pretrain_expert(progress_bar=False)
         trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
         results[name] = {"settings": settings, **rank(trainer, rungs, args.fit_steps)}
