@@ -91,8 +91,8 @@ _ZOO_CARTPOLE_PPO = dict(
 # swung between 1,760 and 4,857 over 1.8M-2M steps. On 4 envs (4x the samples
 # per update) they were steady at 3,966-4,582 by 1.45M.
 # Ant: SB3's PPO defaults (VecNormalize, fall ending the episode) stood still
-# (653-1,026 over 1.2M-1.43M steps; on 4 envs 737-977 to 663k), and with the
-# control cost cut to 0.1 in training they flailed (-300 to 373 over 565k-786k
+# (653-1,026 over 1.2M-1.43M steps; on 4 envs 722-977 to 663k), and with the
+# control cost cut to 0.1 in training they flailed (-300 to 373 over 565k-811k
 # on seals' reward), so Ant takes rl-baselines3-zoo's SAC (~1M steps).
 _FALL_ENDS_EPISODE = {"terminate_when_unhealthy": True}
 # HalfCheetah's expert takes rl-baselines3-zoo's SAC settings (10k random steps first).
