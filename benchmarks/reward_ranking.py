@@ -25,7 +25,6 @@ import torch as th
 from imitation.data import types
 from scipy import stats
 from stable_baselines3 import SAC
-from stable_baselines3.common.vec_env import VecNormalize
 
 from common import write_result
 
@@ -40,11 +39,10 @@ NOISE_SCALES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
 
 def load_expert(env_id: str, work_dir: pathlib.Path):
     task = get_task(env_id)
-    venv = experts.make_venv(env_id, seed=0)
+    model = experts.load_model(work_dir, task.expert_algo, experts.make_venv(env_id, seed=0), task.expert_normalize)
     if task.expert_normalize:
-        venv = VecNormalize.load(str(work_dir / experts.VEC_NORMALIZE), venv)
-        venv.training = False
-    return experts.ALGOS[task.expert_algo].load(work_dir / experts.MODEL, env=venv)
+        model.get_vec_normalize_env().training = False
+    return model
 
 
 def noisy(policy, scale: float, action_space, rng: np.random.Generator):

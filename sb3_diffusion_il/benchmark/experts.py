@@ -23,7 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_diffusion_il import commands, data
 from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task, steady_at
@@ -125,20 +125,18 @@ def train_expert(
     :param target: stop early once the learning curve is steady at this return or
         above (`tasks.steady_at`)
     """
-    model_path = work_dir / MODEL
     algo_cls = ALGOS[algo]
     off_policy = algo_cls is SAC
     venv = make_venv(env_id, seed, n_envs, env_kwargs)
-    if normalize:
-        gamma = algo_kwargs.get("gamma", 0.99)
-        venv = VecNormalize.load(work_dir / VEC_NORMALIZE, venv) if model_path.exists() else VecNormalize(venv, gamma=gamma)
-    if model_path.exists():
-        model = algo_cls.load(model_path, env=venv)
+    if (work_dir / MODEL).exists():
+        model = load_model(work_dir, algo, venv, normalize)
         if off_policy:
             model.load_replay_buffer(work_dir / REPLAY_BUFFER)
             _grow_replay_buffer(model, total_timesteps)
         curve = json.loads((work_dir / CURVE).read_text())
     else:
+        if normalize:
+            venv = VecNormalize(venv, gamma=algo_kwargs.get("gamma", 0.99))
         # A buffer of the whole budget keeps every transition, as SB3's default
         # 1M does for these budgets, without allocating (and checkpointing) 1M rows.
         buffer = {"buffer_size": total_timesteps} if off_policy else {}
@@ -153,6 +151,18 @@ def train_expert(
     if not checkpoint.steady:  # else the last evaluation was of the final policy
         checkpoint.evaluate_and_save()  # the final policy, after its last update
     return model
+
+
+def load_model(work_dir: pathlib.Path, algo: str, venv: VecEnv, normalize: bool) -> BaseAlgorithm:
+    """The expert checkpointed in ``work_dir``, on ``venv`` (wrapped in its saved
+    ``VecNormalize`` statistics when it trained on them; still updating them, as in training).
+
+    :param algo: ``"SAC"`` or ``"PPO"``, as it trained
+    :param normalize: whether it trained on ``VecNormalize``
+    """
+    if normalize:
+        venv = VecNormalize.load(str(work_dir / VEC_NORMALIZE), venv)
+    return ALGOS[algo].load(work_dir / MODEL, env=venv)
 
 
 class _EvaluateAndCheckpoint(BaseCallback):

@@ -109,7 +109,7 @@ TASKS: Dict[str, Task] = {
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=2_500),
         Task("seals/Walker2d-v1", 3_000_000, {}, eval_every=20_480, expert_algo="PPO", expert_n_envs=4,
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=3_000),
-        Task("seals/Ant-v1", 1_000_000, _ZOO_SAC, eval_every=10_000, expert_env_kwargs=_FALL_ENDS_EPISODE,
+        Task("seals/Ant-v1", 1_000_000, _ZOO_SAC, eval_every=5_000, expert_env_kwargs=_FALL_ENDS_EPISODE,
              expert_target=2_000),
     )
 }
