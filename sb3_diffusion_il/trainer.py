@@ -19,7 +19,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import checkpoint, data, flatten, relabel, score_net
+from sb3_diffusion_il import checkpoint, data, flatten, positions, relabel, score_net
 from sb3_diffusion_il.buffers import LearnerStateBuffer
 from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, check_precision, saturation_scale, standardize
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -36,6 +36,8 @@ HELDOUT_FRACTION = 0.1
 AUTO_REFRESH_DRAWS = 4
 REWARD_NORMALIZATIONS = ("mean_std", "robust")
 LEARNER_REFITS = ("warm", "fresh")
+# What drop_state_coordinates may name instead of indices.
+UNBOUNDED_POSITIONS = "unbounded_positions"
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
 
@@ -67,7 +69,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param drop_state_coordinates: coordinates of the (flattened) observation left
         out of what is diffused, e.g. an absolute position along which the expert's
         states spread (seals' MuJoCo tasks keep x as coordinate 0); the learner's
-        policy still sees them
+        policy still sees them. ``"unbounded_positions"``: those the env's MuJoCo
+        model names as the body's position on the plane (`positions.unbounded_positions`)
     :param expert_score_net: expert score network; fitted on the first ``train()``
         unless it has been fitted already (then reused as is). Built from the
         spaces and ``score_net_kwargs`` when None
@@ -145,7 +148,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         venv: vec_env.VecEnv,
         gen_algo: base_class.BaseAlgorithm,
         conditioning: str = "state",
-        drop_state_coordinates: Sequence[int] = (),
+        drop_state_coordinates: Union[Sequence[int], str] = (),
         expert_score_net: Optional[ScoreNetwork] = None,
         learner_score_net: Optional[ScoreNetwork] = None,
         score_net_kwargs: Optional[Mapping[str, Any]] = None,
@@ -213,7 +216,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_spaces(venv, conditioning)
         _check_learner(gen_algo, venv)
         self.conditioning = conditioning
-        self.drop_state_coordinates = tuple(drop_state_coordinates)
+        self.drop_state_coordinates = tuple(_dropped_coordinates(drop_state_coordinates, venv))
         self._state_coordinates = _kept_coordinates(
             self.drop_state_coordinates, flatten.flat_dim(venv.observation_space),
         )
@@ -791,6 +794,16 @@ def _check_learner(gen_algo: base_class.BaseAlgorithm, venv: vec_env.VecEnv) -> 
                 f"gen_algo's {name} {theirs} differs from venv's {ours}: build the learner "
                 "on the same environment as venv.",
             )
+
+
+def _dropped_coordinates(drop: Union[Sequence[int], str], venv: vec_env.VecEnv) -> Sequence[int]:
+    if not isinstance(drop, str):
+        return drop
+    if drop != UNBOUNDED_POSITIONS:
+        raise ValueError(
+            f"drop_state_coordinates={drop!r}: give the coordinates' indices or {UNBOUNDED_POSITIONS!r}.",
+        )
+    return positions.unbounded_positions(venv)
 
 
 def _kept_coordinates(drop: Sequence[int], dim: int) -> Optional[List[int]]:

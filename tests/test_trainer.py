@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import seals  # noqa: F401  (registers the seals/* tasks)
 import torch as th
 from imitation.algorithms.adversarial.gail import GAIL
 from imitation.rewards.reward_nets import BasicRewardNet
@@ -132,6 +133,17 @@ def test_bad_reward_scale(venv, sac, pendulum_states, setting):
 def test_bad_dropped_coordinates(venv, sac, pendulum_states, drop, match):
     with pytest.raises(ValueError, match=match):
         make_trainer(venv, sac, pendulum_states, drop_state_coordinates=drop)
+
+
+def test_a_named_set_of_dropped_coordinates(venv, sac, pendulum_states):
+    # Pendulum is not MuJoCo: it has no unbounded position, so nothing is left out.
+    assert make_trainer(venv, sac, pendulum_states, drop_state_coordinates="unbounded_positions").drop_state_coordinates == ()
+    with pytest.raises(ValueError, match="'positions': give the coordinates' indices or 'unbounded_positions'"):
+        make_trainer(venv, sac, pendulum_states, drop_state_coordinates="positions")
+    hopper = make_vec_env("seals/Hopper-v1", n_envs=1)
+    trainer = make_trainer(hopper, SAC("MlpPolicy", hopper), load_demonstrations("seals/Hopper-v1"),
+                           drop_state_coordinates="unbounded_positions")
+    assert trainer.drop_state_coordinates == (0,) and trainer.reward_train.state_coordinates == list(range(1, 12))
 
 
 @pytest.mark.parametrize("setting, match", [
