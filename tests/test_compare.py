@@ -54,6 +54,9 @@ def test_report_leaves_out_other_versions_and_budgets(tmp_path):
     # Made with demonstrations other than the bundled ones (an expert since replaced).
     write(tmp_path, fake_result("gail", 3, -200.0, demonstrations_sha256="0" * 64))
     write(tmp_path, fake_result("gail", 4, -200.0, demonstrations_sha256=data.expert_stats("Pendulum-v1")["sha256"]))
+    # Another tool's file beside the cells' (an expert's learning curve) is not a cell.
+    (tmp_path / "expert-attempts").mkdir()
+    (tmp_path / "expert-attempts" / "seals__Ant-v1-sac-curve.json").write_text("[[0, 1.0, 0.0]]")
     results, ignored = report.load_results(tmp_path)
     assert list(results["Pendulum-v1"]["gail"]) == [0, 4]
     assert len(ignored) == 3 and any("budget 123" in line for line in ignored)

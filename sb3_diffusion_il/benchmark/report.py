@@ -53,7 +53,8 @@ def load_results(
     """
     results: Results = defaultdict(lambda: defaultdict(dict))
     ignored = []
-    for path in sorted(results_dir.glob("*/*.json")):
+    # Cells' files only (`compare.Cell.path`): other tools keep their own files beside them.
+    for path in sorted(results_dir.glob("*/*-seed*-budget*.json")):
         result = json.loads(path.read_text())
         if current_only and not compare.is_current(result, version):
             ignored.append(
