@@ -93,7 +93,8 @@ _ZOO_CARTPOLE_PPO = dict(
 # Ant: SB3's PPO defaults (VecNormalize, fall ending the episode) stood still
 # (653-1,026 over 1.2M-1.43M steps; on 4 envs 722-977 to 663k), and with the
 # control cost cut to 0.1 in training they flailed (-300 to 373 over 565k-811k
-# on seals' reward), so Ant takes rl-baselines3-zoo's SAC (~1M steps).
+# on seals' reward), so Ant takes rl-baselines3-zoo's SAC (~1M steps), which
+# stood still as far as it was run (631-951 from 90k to 220k steps).
 _FALL_ENDS_EPISODE = {"terminate_when_unhealthy": True}
 # HalfCheetah's expert takes rl-baselines3-zoo's SAC settings (10k random steps first).
 _ZOO_SAC = {"learning_starts": 10_000}
