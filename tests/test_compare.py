@@ -2,6 +2,7 @@
 
 import functools
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -88,6 +89,13 @@ def test_table_and_plot_from_result_files(tmp_path):
     row = next(line for line in markdown.splitlines() if line.startswith("| Pendulum-v1 | 10,000 |"))
     assert "| 3/3/3 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] |" in row
     assert (tmp_path / "docs" / "img" / "learning_curves.png").stat().st_size > 1000
+
+
+def test_readme_table_is_what_the_committed_results_give():
+    root = pathlib.Path(__file__).parent.parent
+    results, ignored = report.load_results(root / "benchmarks" / "results")
+    block = f"<!-- results:start -->\n{report.summary(results, ignored)}\n<!-- results:end -->"
+    assert block in (root / "README.md").read_text(), "run `python -m sb3_diffusion_il.benchmark.report`"
 
 
 def test_overall_row_leaves_out_partly_run_tasks(tmp_path):

@@ -196,6 +196,14 @@ def demos_table() -> str:
     return "\n".join(rows)
 
 
+def summary(results: Results, ignored: Sequence[str]) -> str:
+    """Markdown: the table, then the result files `load_results` left out."""
+    markdown = table(results)
+    if ignored:
+        markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
+    return markdown
+
+
 def update_readme(readme: pathlib.Path, markdown: str, section: str = "results") -> None:
     """Replaces the text between the README's markers of ``section`` with ``markdown``."""
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
@@ -230,9 +238,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             f"No current result files in {args.results_dir} ({len(ignored)} left out as outdated): "
             "run `python -m sb3_diffusion_il.benchmark.compare`.",
         )
-    markdown = table(results)
-    if ignored:
-        markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
+    markdown = summary(results, ignored)
     experts = "\n### The bundled experts\n\n" + demos_table() + "\n"
     plot = args.out_dir / "img" / "learning_curves.png"
     plot_curves(results, plot)
