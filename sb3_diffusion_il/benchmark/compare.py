@@ -121,6 +121,8 @@ EVAL_SEED = 100_000
 ADVERSARIAL_DEFAULTS = dict(demo_batch_size=512)
 BC_EPOCHS = 100
 DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
+# Every file `Cell.path` names under a results directory, and no other tool's files there.
+CELL_FILES = "*/*-seed*-budget*.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,7 @@ def load_results(
     """
     results: Results = defaultdict(lambda: defaultdict(dict))
     ignored = []
-    # Cells' files only (`compare.Cell.path`): other tools keep their own files beside them.
-    for path in sorted(results_dir.glob("*/*-seed*-budget*.json")):
+    for path in sorted(results_dir.glob(compare.CELL_FILES)):
         result = json.loads(path.read_text())
         if current_only and not compare.is_current(result, version):
             ignored.append(
