@@ -3,12 +3,14 @@
 import functools
 import json
 import pathlib
+import re
+import shlex
 
 import numpy as np
 import pytest
 
 from sb3_diffusion_il import data
-from sb3_diffusion_il.benchmark import compare, report
+from sb3_diffusion_il.benchmark import ablation, compare, report
 
 
 def fake_result(method, seed, final_return, env_id="Pendulum-v1", **overrides):
@@ -237,3 +239,44 @@ def test_report_intervals_are_reproducible_and_per_method():
     state = np.random.get_state()[1].copy()
     report.iqm_with_ci(scores)
     assert (np.random.get_state()[1] == state).all()  # the global RNG is left as it was
+
+
+DEFAULTS_VARIANT = "diffusion_score + SAC, relabelled replay, bfloat16 cost"
+
+
+def test_ablation_rows_name_each_variant_and_the_command_that_makes_it(tmp_path):
+    base, raw = tmp_path / "base", tmp_path / "raw"
+    for seed in range(3):
+        write(base, fake_result("diffusion_score", seed, -200.0, variant=DEFAULTS_VARIANT))
+        write(base, fake_result("gail", seed, -1500.0, variant="gail (state-only reward) + SAC"))
+        write(raw, fake_result("diffusion_score", seed, -200.0,
+                               variant=DEFAULTS_VARIANT + ", feature_std_floor=None, score_opt_kwargs={'a': 1, 'b': 2}"))
+    markdown = ablation.ablation(["Pendulum-v1"], [("defaults", base), ("raw", raw)], ["gail"])
+    lines = markdown.splitlines()
+    expert = report.normalized(fake_result("diffusion_score", 0, -200.0), -200.0)
+    assert lines[2].startswith(f"| defaults | {expert:.2f} [{expert:.2f}, {expert:.2f}] (3) |")
+    assert lines[3].startswith("| raw (`feature_std_floor=None, score_opt_kwargs={'a': 1, 'b': 2}`) |")
+    assert lines[4].startswith("| gail (reference) |")
+    assert (f"--seeds 0 1 2 --set feature_std_floor=None 'score_opt_kwargs={{'\"'\"'a'\"'\"': 1, "
+            f"'\"'\"'b'\"'\"': 2}}' --results-dir {raw}  # raw") in markdown
+
+
+def test_ablation_refuses_two_variants_in_one_directory(tmp_path):
+    write(tmp_path, fake_result("diffusion_score", 0, -200.0, variant=DEFAULTS_VARIANT))
+    write(tmp_path, fake_result("diffusion_score", 1, -200.0, variant=DEFAULTS_VARIANT + ", reward_std=1.0"))
+    with pytest.raises(ValueError, match="2 variants.*its own --results-dir"):
+        ablation.ablation(["Pendulum-v1"], [("mixed", tmp_path)], [])
+
+
+def test_docs_ablation_table_is_what_the_committed_results_give(monkeypatch, capsys):
+    root = pathlib.Path(__file__).parent.parent
+    page = (root / "docs" / "benchmarks.md").read_text()
+    written_by = re.search(r"<!-- Written by `python -m sb3_diffusion_il.benchmark.ablation (.*)`. -->", page)
+    assert written_by, "docs/benchmarks.md has no ablation table"
+    argv = shlex.split(written_by.group(1))
+    if "--doc" in argv:  # the test reads the page, it does not rewrite it
+        del argv[argv.index("--doc"):argv.index("--doc") + 2]
+    monkeypatch.chdir(root)
+    ablation.main(argv)
+    table = capsys.readouterr().out.split("-->", 1)[1].strip()
+    assert table in page, f"run `python -m sb3_diffusion_il.benchmark.ablation {written_by.group(1)}`"

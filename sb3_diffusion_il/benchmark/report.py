@@ -203,15 +203,15 @@ def summary(results: Results, ignored: Sequence[str]) -> str:
     return markdown
 
 
-def update_readme(readme: pathlib.Path, markdown: str, section: str = "results") -> None:
-    """Replaces the text between the README's markers of ``section`` with ``markdown``."""
+def update_section(path: pathlib.Path, markdown: str, section: str) -> None:
+    """Replaces the text between the markdown file's markers of ``section`` with ``markdown``."""
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    text = readme.read_text()
+    text = path.read_text()
     if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} ... {end} markers to put the table between.")
+        raise ValueError(f"{path} has no {start} ... {end} markers to put the table between.")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    data.atomic_write_bytes(readme, f"{head}{start}\n{markdown}\n{end}{tail}".encode())
+    data.atomic_write_bytes(path, f"{head}{start}\n{markdown}\n{end}{tail}".encode())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     page = RESULTS_PAGE_HEAD.format(plot=link) + markdown + experts
     data.atomic_write_bytes(args.out_dir / "results.md", page.encode())
     if readme:
-        update_readme(readme, markdown, "results")
+        update_section(readme, markdown, "results")
     print(markdown)
 
 
