@@ -36,6 +36,7 @@ HELDOUT_FRACTION = 0.1
 AUTO_REFRESH_DRAWS = 4
 REWARD_NORMALIZATIONS = ("mean_std", "robust")
 LEARNER_REFITS = ("warm", "fresh")
+SATURATION_STATES = ("newest", "buffer")
 # What drop_state_coordinates may name instead of indices.
 UNBOUNDED_POSITIONS = "unbounded_positions"
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
@@ -113,6 +114,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         ones, e.g. of a fallen pole, all get nearly the same reward, as under a
         saturated discriminator, rather than a cost of thousands that varies with
         how the learner flails (``docs/settings.md``). None: the plain ``-c``
+    :param saturation_states: the learner states whose cost sets the saturation
+        scale: ``"newest"``, the newest 1,024 (about the last round's), or
+        ``"buffer"``, 1,024 drawn from the learner-state buffer the learner score
+        is fitted on, so that the scale moves as slowly as that fit
     :param reward_std: the learner's reward is scaled to this: ``venv_wrapped``'s
         (saturated) reward is multiplied by it, and relabelled minibatches are
         standardised to mean 0 and this standard deviation, as the reference does.
@@ -164,6 +169,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         cost_precision: str = "auto",
         relabel_refresh: Union[int, str, None] = "auto",
         reward_saturation: Optional[float] = 0.25,
+        saturation_states: str = "newest",
         reward_std: Union[float, str, None] = "auto",
         reward_normalization: str = "mean_std",
         gen_train_timesteps: Optional[int] = None,
@@ -209,6 +215,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                 f"reward_saturation={reward_saturation!r} must be a quantile strictly between 0 and 1, "
                 "or None for the plain -c.",
             )
+        if saturation_states not in SATURATION_STATES:
+            raise ValueError(f"saturation_states={saturation_states!r} is not one of {SATURATION_STATES}.")
         if reward_normalization not in REWARD_NORMALIZATIONS:
             raise ValueError(
                 f"reward_normalization={reward_normalization!r} is not one of {REWARD_NORMALIZATIONS}.",
@@ -228,6 +236,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.learner_refit = learner_refit
         self.feature_std_floor = feature_std_floor
         self.reward_saturation = reward_saturation
+        self.saturation_states = saturation_states
         self.reward_std = auto_reward_std(gen_algo) if reward_std == "auto" else reward_std
         self.reward_normalization = reward_normalization
         self.relabel_refresh = relabel_refresh
@@ -448,7 +457,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def _resample_cost_timesteps(self) -> None:
         """The round's cost timesteps, importance-sampled for the learner's states so far,
-        and the round's saturation scale, from the learner's newest states."""
+        and the round's saturation scale, from the learner's states (``saturation_states``)."""
         states = None
         if len(self.learner_buffer):
             states = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
@@ -457,8 +466,12 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if self.reward_saturation is None:
             return
         expert = self.expert_heldout[:N_COST_LOG_SAMPLES]
-        newest = self.learner_buffer.newest(N_COST_LOG_SAMPLES)
-        learner = th.as_tensor(newest, device=expert.device) if len(newest) else expert
+        if not len(self.learner_buffer):
+            learner = expert
+        elif self.saturation_states == "newest":
+            learner = th.as_tensor(self.learner_buffer.newest(N_COST_LOG_SAMPLES), device=expert.device)
+        else:
+            learner = self.learner_buffer.sample(N_COST_LOG_SAMPLES).to(expert.device)
         with th.no_grad():
             costs = [self._reward_net.cost(x) for x in (learner, expert)]
         self._saturation_scale = saturation_scale(*costs, self.reward_saturation)
@@ -623,6 +636,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             cost_precision=self._reward_net.precision,
             relabel_refresh=self.relabel_refresh,
             reward_saturation=self.reward_saturation,
+            saturation_states=self.saturation_states,
             reward_std=self.reward_std,
             reward_normalization=self.reward_normalization,
             gen_train_timesteps=self.gen_train_timesteps,

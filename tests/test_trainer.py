@@ -15,6 +15,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork, load_demonstrations
+from sb3_diffusion_il.trainer import SATURATION_STATES
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
@@ -218,6 +219,28 @@ def test_wrapped_env_reward_is_saturated_each_round(pendulum_states):
     rewards = ppo.rollout_buffer.rewards
     assert np.quantile(np.abs(rewards), 0.99) <= 1 and rewards.std() > 0.05
     assert trainer._saturation_scale > 0
+
+
+def test_saturation_scale_comes_from_the_chosen_learner_states(venv, sac, pendulum_states):
+    trainer = make_trainer(venv, sac, pendulum_states, expert_fit_steps=500, learner_fit_steps=300)
+    trainer.pretrain_expert(progress_bar=False)
+    trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
+    spinning = np.tile(pendulum_states, (4, 1)) + [0.0, 0.0, 4.0]  # faster than the expert ever spins
+    trainer.learner_buffer.add(np.concatenate([spinning, pendulum_states[:1024]]))  # expert-like ones newest
+    trainer.train_learner_score()
+    scales = {}
+    for states in SATURATION_STATES:
+        trainer.saturation_states = states
+        trainer._resample_cost_timesteps()
+        scales[states] = trainer._saturation_scale
+    # The newest states are the expert's own, so their quarter-quantile is the noise floor;
+    # the buffer's quarter-quantile lies among the costlier spinning states.
+    assert scales["buffer"] > 3 * scales["newest"]
+
+
+def test_bad_saturation_states(venv, sac, pendulum_states):
+    with pytest.raises(ValueError, match="saturation_states='all' is not one of"):
+        make_trainer(venv, sac, pendulum_states, saturation_states="all")
 
 
 def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
