@@ -28,6 +28,8 @@ METHOD = "diffusion_score"
 # Every DiffusionScoreIL cell's variant reads "<learner and delivery>, <...> cost" and then
 # ", NAME=VALUE" for each setting the harness was told; a VALUE may itself hold ", ".
 SETTING = re.compile(r", (?=\w+=)")
+# The report's budget fractions, the whole budget first: a task's columns.
+FRACTIONS = sorted(report.FRACTIONS, reverse=True)
 
 
 def settings_of(result: dict) -> Tuple[str, ...]:
@@ -50,9 +52,9 @@ def variant_settings(results: report.Results, tasks: Sequence[str], directory: p
 def cells(results: report.Results, env_id: str, method: str) -> str:
     """IQM [CI] at each budget fraction, the whole budget first, and the seeds they are over."""
     if not results[env_id].get(method):
-        return " | ".join("–" for _ in report.FRACTIONS)
+        return " | ".join("–" for _ in FRACTIONS)
     stats = []
-    for fraction in sorted(report.FRACTIONS, reverse=True):
+    for fraction in FRACTIONS:
         matrix = report.score_matrix(results, [env_id], method, fraction)
         point, low, high = report.iqm_with_ci({method: matrix})[method]
         stats.append(f"{point:.2f} [{low:.2f}, {high:.2f}]")
@@ -72,10 +74,9 @@ def command(tasks: Sequence[str], seeds: Sequence[int], settings: Sequence[str],
 def ablation(tasks: Sequence[str], variants: Sequence[Tuple[str, pathlib.Path]], references: Sequence[str]) -> str:
     """Markdown: a row per variant (and reference method), two columns per task, then the commands."""
     loaded: Dict[pathlib.Path, report.Results] = {d: report.load_results(d)[0] for _, d in variants}
-    fractions = sorted(report.FRACTIONS, reverse=True)
     header = "| variant | " + " | ".join(f"{e} at {f:.0%} (seeds)" if f == 1 else f"at {f:.0%}"
-                                         for e in tasks for f in fractions) + " |"
-    lines = [header, "|---|" + "---|" * len(tasks) * len(fractions)]
+                                         for e in tasks for f in FRACTIONS) + " |"
+    lines = [header, "|---|" + "---|" * len(tasks) * len(FRACTIONS)]
     commands: List[str] = []
     for label, directory in variants:
         results = loaded[directory]
