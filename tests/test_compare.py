@@ -116,6 +116,20 @@ def test_overall_row_leaves_out_partly_run_tasks(tmp_path):
     assert walker and all("| 0/1 | – |" in line for line in walker)  # no diffusion_score seed there yet
 
 
+def test_overall_row_takes_tasks_a_method_has_not_run(tmp_path):
+    for env_id in ("Pendulum-v1", "InvertedPendulum-v4"):
+        for seed in range(3):
+            write(tmp_path, fake_result("diffusion_score", seed, -200.0, env_id=env_id))
+            write(tmp_path, fake_result("gail", seed, -200.0, env_id=env_id))
+            if env_id == "Pendulum-v1":
+                write(tmp_path, fake_result("airl", seed, -200.0, env_id=env_id))
+    results, _ = report.load_results(tmp_path)
+    overall = [line for line in report.table(results).splitlines() if line.startswith("| overall")]
+    # airl has no cell on InvertedPendulum-v4: the task still counts, airl gets no overall score.
+    assert overall and all(line.startswith("| overall (2 tasks) | – | 3/3/0 |") for line in overall)
+    assert all(line.endswith("| – |") for line in overall)
+
+
 def test_bc_cell_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "BC_EPOCHS", 1)
     cell = compare.Cell("bc", "Pendulum-v1", 0, compare.BUDGETS["Pendulum-v1"])

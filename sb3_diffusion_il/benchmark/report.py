@@ -120,9 +120,12 @@ def table(results: Results) -> str:
     """Markdown: a row per task (and overall), a column per method, at each budget fraction."""
     methods = [m for m in compare.METHODS if any(m in results[e] for e in results)]
     tasks = [e for e in compare.BUDGETS if e in results]
-    # A task joins the overall row once every method has its seeds there, so
-    # that a partly run task does not cut the seeds the others are scored on.
-    complete = [e for e in tasks if all(len(results[e].get(m, ())) >= OVERALL_MIN_SEEDS for m in methods)]
+    # A task joins the overall row once every method run there has its seeds, so
+    # that a partly run task does not cut the seeds the others are scored on; a
+    # method not run on one of the row's tasks gets no overall score.
+    complete = [
+        e for e in tasks if all(n == 0 or n >= OVERALL_MIN_SEEDS for n in (len(results[e].get(m, ())) for m in methods))
+    ]
     rows = [(e, [e]) for e in tasks] + ([(f"overall ({len(complete)} tasks)", complete)] if len(complete) > 1 else [])
     lines = []
     for fraction in FRACTIONS:
