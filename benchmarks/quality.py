@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--out", default="quality.json", help="file name in benchmarks/results")
     args = parser.parse_args()
     before, _ = report.load_results(args.before, current_only=False)
-    after, _ = report.load_results(args.after)
+    after, _ = report.load_results(args.after, defaults_only=False)
     rows = []
     for env_id in sorted(set(before) & set(after)):
         for method in sorted(set(before[env_id]) & set(after[env_id])):

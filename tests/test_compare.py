@@ -1,6 +1,7 @@
 """The comparison harness and its report: cells, skipping, outdated files, the table."""
 
 import functools
+import inspect
 import json
 import pathlib
 import re
@@ -13,13 +14,18 @@ from sb3_diffusion_il import data
 from sb3_diffusion_il.benchmark import ablation, compare, report
 
 
+DEFAULTS_VARIANT = "diffusion_score + SAC, relabelled replay, bfloat16 cost"
+
+
 def fake_result(method, seed, final_return, env_id="Pendulum-v1", **overrides):
     budget = compare.BUDGETS[env_id]
     steps = [0, budget // 2, budget] if method != "bc" else [0]
     curve = [[s, final_return, 1.0] for s in steps]
     return {
-        "harness_version": compare.HARNESS_VERSION, "method": method, "env_id": env_id, "seed": seed,
-        "budget": budget, "curve": curve, "final_return": final_return, **overrides,
+        "harness_version": compare.HARNESS_VERSION, "default_changes": len(compare.DEFAULT_CHANGES),
+        "method": method, "env_id": env_id, "seed": seed, "budget": budget,
+        "variant": DEFAULTS_VARIANT if method == "diffusion_score" else f"{method} + SAC",
+        "curve": curve, "final_return": final_return, **overrides,
     }
 
 
@@ -46,6 +52,31 @@ def test_done_cells_are_skipped_and_outdated_ones_rerun(tmp_path):
     old = write(tmp_path, fake_result("gail", 1, -200.0, harness_version=0))
     todo = compare.Cell("gail", "Pendulum-v1", 2, compare.BUDGETS["Pendulum-v1"])
     assert compare.pending_cells([done, old, todo], tmp_path) == [old, todo]
+
+
+def test_cells_made_with_an_earlier_default_keep_its_setting(tmp_path):
+    name, earlier = compare.DEFAULT_CHANGES[-1]
+    before = write(tmp_path, fake_result("diffusion_score", 0, -200.0, default_changes=0))
+    current = write(tmp_path, fake_result("diffusion_score", 1, -200.0))
+    # Told today's default by name before it was one: made as today's defaults make it.
+    told = write(tmp_path, fake_result("diffusion_score", 2, -200.0, default_changes=0,
+                                       variant=f"{DEFAULTS_VARIANT}, {name}={today_default(name)}"))
+    assert compare.pending_cells([before, current, told], tmp_path) == [before]
+    assert compare.pending_cells([before, current, told], tmp_path, {name: earlier}) == [current, told]
+    results, ignored = report.load_results(tmp_path)
+    assert list(results["Pendulum-v1"]["diffusion_score"]) == [1, 2]
+    assert len(ignored) == 1 and f"'{name}': '{earlier}'" in ignored[0]
+    everything, _ = report.load_results(tmp_path, defaults_only=False)
+    assert ablation.settings_of(everything["Pendulum-v1"]["diffusion_score"][0]) == (f"{name}={earlier}",)
+
+
+def today_default(name):
+    return inspect.signature(compare.DiffusionScoreIL).parameters[name].default
+
+
+def test_default_changes_name_defaults_that_changed():
+    for name, earlier in compare.DEFAULT_CHANGES:
+        assert str(today_default(name)) != earlier
 
 
 def test_report_leaves_out_other_versions_and_budgets(tmp_path):
@@ -253,9 +284,6 @@ def test_report_intervals_are_reproducible_and_per_method():
     state = np.random.get_state()[1].copy()
     report.iqm_with_ci(scores)
     assert (np.random.get_state()[1] == state).all()  # the global RNG is left as it was
-
-
-DEFAULTS_VARIANT = "diffusion_score + SAC, relabelled replay, bfloat16 cost"
 
 
 def test_ablation_rows_name_each_variant_and_the_command_that_makes_it(tmp_path):

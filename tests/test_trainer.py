@@ -464,6 +464,6 @@ def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendu
     assert not th.equal(weights[0], expert["mlp.0.weight"]) and not th.equal(weights[0], weights[1])
     assert th.equal(trainer.learner_score_net.std, trainer.expert_score_net.std)
     warm = make_trainer(venv, SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64), pendulum_states,
-                        learner_fit_steps=0)
+                        learner_refit="warm", learner_fit_steps=0)
     warm.train(400, progress_bar=False)
     assert th.equal(warm.learner_score_net.mlp[0].weight, warm.expert_score_net.mlp[0].weight)

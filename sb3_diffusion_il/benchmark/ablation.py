@@ -17,7 +17,6 @@ markers; it is always printed.
 
 import argparse
 import pathlib
-import re
 import shlex
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,16 +24,13 @@ from sb3_diffusion_il import commands
 from sb3_diffusion_il.benchmark import compare, report
 
 METHOD = "diffusion_score"
-# Every DiffusionScoreIL cell's variant reads "<learner and delivery>, <...> cost" and then
-# ", NAME=VALUE" for each setting the harness was told; a VALUE may itself hold ", ".
-SETTING = re.compile(r", (?=\w+=)")
 # The report's budget fractions, the whole budget first: a task's columns.
 FRACTIONS = sorted(report.FRACTIONS, reverse=True)
 
 
 def settings_of(result: dict) -> Tuple[str, ...]:
     """The ``NAME=VALUE`` settings a cell was made with, other than the defaults."""
-    return tuple(SETTING.split(result["variant"])[1:])
+    return tuple(f"{name}={value}" for name, value in compare.settings_of(result).items())
 
 
 def variant_settings(results: report.Results, tasks: Sequence[str], directory: pathlib.Path) -> Tuple[str, ...]:
@@ -73,7 +69,9 @@ def command(tasks: Sequence[str], seeds: Sequence[int], settings: Sequence[str],
 
 def ablation(tasks: Sequence[str], variants: Sequence[Tuple[str, pathlib.Path]], references: Sequence[str]) -> str:
     """Markdown: a row per variant (and reference method), two columns per task, then the commands."""
-    loaded: Dict[pathlib.Path, report.Results] = {d: report.load_results(d)[0] for _, d in variants}
+    loaded: Dict[pathlib.Path, report.Results] = {
+        d: report.load_results(d, defaults_only=False)[0] for _, d in variants
+    }
     header = "| variant | " + " | ".join(f"{e} at {f:.0%} (seeds)" if f == 1 else f"at {f:.0%}"
                                          for e in tasks for f in FRACTIONS) + " |"
     lines = [header, "|---|" + "---|" * len(tasks) * len(FRACTIONS)]

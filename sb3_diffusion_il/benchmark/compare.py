@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import json
 import pathlib
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -50,6 +51,11 @@ from sb3_diffusion_il.trainer import REWARD_NORMALIZATIONS, DiffusionScoreIL
 # seals/CartPole-v0 with imitation's tutorial PPO (versions 1 and 2's files
 # are kept in benchmarks/results/harness-v1 and harness-v2).
 HARNESS_VERSION = 3
+# DiffusionScoreIL defaults changed within this harness version, in order, each
+# (name, earlier default). A cell records how many had been made
+# ("default_changes"), so one made before a change keeps its setting by name
+# (`settings_of`) instead of every method's cells being re-run for it.
+DEFAULT_CHANGES: Tuple[Tuple[str, str], ...] = (("learner_refit", "warm"),)
 METHODS = ("diffusion_score", "gail", "airl", "bc")
 # Env-step budget per task, the same for every method (what this CPU affords).
 BUDGETS: Dict[str, int] = {
@@ -107,6 +113,9 @@ CHECKABLE_SETTINGS = (
 )
 # A flag's value that stands for a setting of None (argparse's None means "not given").
 NONE = "none"
+# A DiffusionScoreIL cell's variant reads "<learner and delivery>, <...> cost" and then
+# ", NAME=VALUE" for each setting the harness was told; a VALUE may itself hold ", ".
+SETTING = re.compile(r", (?=\w+=)")
 # DiffusionScoreIL arguments the harness itself passes, so ``--set`` may not.
 HARNESS_ARGUMENTS = (
     "demonstrations", "venv", "gen_algo", "gen_train_timesteps", "allow_variable_horizon", "custom_logger",
@@ -169,6 +178,29 @@ def made_with_bundled_demonstrations(result: Dict[str, Any]) -> bool:
     """
     recorded = result.get("demonstrations_sha256")
     return recorded is None or recorded == data.expert_stats(result["env_id"])["sha256"]
+
+
+def other_than_defaults(settings: Mapping[str, Any]) -> Dict[str, str]:
+    """``settings`` (DiffusionScoreIL arguments) that differ from today's defaults, values as text."""
+    parameters = inspect.signature(DiffusionScoreIL).parameters
+    return {name: str(value) for name, value in settings.items() if str(value) != str(parameters[name].default)}
+
+
+def settings_of(result: Dict[str, Any]) -> Dict[str, str]:
+    """The DiffusionScoreIL settings a cell was made with that differ from today's defaults
+    (none for the other methods), by name: those the harness was told, and the earlier
+    value of each default that changed since (``DEFAULT_CHANGES``)."""
+    if result["method"] != "diffusion_score":
+        return {}
+    told = dict(setting.split("=", 1) for setting in SETTING.split(result["variant"])[1:])
+    for name, earlier in DEFAULT_CHANGES[result.get("default_changes", 0):]:
+        told.setdefault(name, earlier)
+    return dict(sorted(other_than_defaults(told).items()))
+
+
+def made_with(result: Dict[str, Any], diffusion_kwargs: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether a cell was made with these DiffusionScoreIL settings (default: today's defaults)."""
+    return result["method"] != "diffusion_score" or settings_of(result) == other_than_defaults(diffusion_kwargs or {})
 
 
 def train_cell(
@@ -243,6 +275,7 @@ def train_cell(
     wall = time.perf_counter() - start
     result = {
         "harness_version": HARNESS_VERSION,
+        "default_changes": len(DEFAULT_CHANGES),
         **dataclasses.asdict(cell),
         "demonstrations_sha256": data.expert_stats(cell.env_id)["sha256"],
         "reference_returns": reference_returns(cell.env_id),
@@ -280,12 +313,15 @@ def run_cell(
     return result
 
 
-def pending_cells(cells: Iterable[Cell], results_dir: pathlib.Path) -> List[Cell]:
-    """The cells with no current result file."""
+def pending_cells(
+    cells: Iterable[Cell], results_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
+) -> List[Cell]:
+    """The cells with no current result file made with these DiffusionScoreIL settings."""
     todo = []
     for cell in cells:
         path = cell.path(results_dir)
-        if not (path.exists() and is_current(json.loads(path.read_text()))):
+        result = json.loads(path.read_text()) if path.exists() else None
+        if not (result and is_current(result) and made_with(result, diffusion_kwargs)):
             todo.append(cell)
     return todo
 
@@ -465,7 +501,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         Cell(method, task, seed, args.budget or BUDGETS[task])
         for seed in args.seeds for task in args.tasks for method in args.methods
     ]
-    todo = pending_cells(cells, args.results_dir)
+    todo = pending_cells(cells, args.results_dir, diffusion_kwargs)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     failures = run_cells(
         todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs, args.backend,

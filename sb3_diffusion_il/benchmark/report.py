@@ -42,6 +42,7 @@ Results = Dict[str, Dict[str, Dict[int, dict]]]  # env_id -> method -> seed -> r
 
 def load_results(
     results_dir: pathlib.Path, current_only: bool = True, version: int = compare.HARNESS_VERSION,
+    defaults_only: bool = True,
 ) -> Tuple[Results, List[str]]:
     """Results by task, method and seed, and a line for each file left out.
 
@@ -50,6 +51,9 @@ def load_results(
         (False: keep them, e.g. to plot a small live run)
     :param version: the harness version to keep (default: today's), e.g. an older
         one's in the directory its files were moved to
+    :param defaults_only: with ``current_only``, also leave out DiffusionScoreIL
+        cells made with settings other than today's defaults (False: keep a
+        variant's, as the ablation does)
     """
     results: Results = defaultdict(lambda: defaultdict(dict))
     ignored = []
@@ -62,6 +66,9 @@ def load_results(
                 f"(kept: version {version}, budget {compare.BUDGETS.get(result.get('env_id'))}, "
                 "the bundled demonstrations)",
             )
+            continue
+        if current_only and defaults_only and not compare.made_with(result):
+            ignored.append(f"{path}: DiffusionScoreIL settings {compare.settings_of(result)} (kept: today's defaults)")
             continue
         results[result["env_id"]][result["method"]][result["seed"]] = result
     return results, ignored
