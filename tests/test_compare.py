@@ -61,8 +61,13 @@ def test_cells_made_with_an_earlier_default_keep_its_setting(tmp_path):
     # Told today's default by name before it was one: made as today's defaults make it.
     told = write(tmp_path, fake_result("diffusion_score", 2, -200.0, default_changes=0,
                                        variant=f"{DEFAULTS_VARIANT}, {name}={today_default(name)}"))
-    assert compare.pending_cells([before, current, told], tmp_path) == [before]
-    assert compare.pending_cells([before, current, told], tmp_path, {name: earlier}) == [current, told]
+    assert compare.pending_cells([current, told], tmp_path) == []
+    assert compare.pending_cells([before], tmp_path, {name: earlier}) == []
+    # Neither variant's cell is overwritten by the other's run.
+    with pytest.raises(ValueError, match=f"seed0.*'{name}': '{earlier}'.*its own --results-dir"):
+        compare.pending_cells([current, before], tmp_path)
+    with pytest.raises(ValueError, match="seed1.*settings {}"):
+        compare.pending_cells([current], tmp_path, {name: earlier})
     results, ignored = report.load_results(tmp_path)
     assert list(results["Pendulum-v1"]["diffusion_score"]) == [1, 2]
     assert len(ignored) == 1 and f"'{name}': '{earlier}'" in ignored[0]

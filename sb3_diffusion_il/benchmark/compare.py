@@ -316,13 +316,22 @@ def run_cell(
 def pending_cells(
     cells: Iterable[Cell], results_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> List[Cell]:
-    """The cells with no current result file made with these DiffusionScoreIL settings."""
+    """The cells with no current result file.
+
+    :raises ValueError: where a cell's current file was made with DiffusionScoreIL
+        settings other than these (running it would overwrite another variant's result)
+    """
     todo = []
     for cell in cells:
         path = cell.path(results_dir)
         result = json.loads(path.read_text()) if path.exists() else None
-        if not (result and is_current(result) and made_with(result, diffusion_kwargs)):
+        if not (result and is_current(result)):
             todo.append(cell)
+        elif not made_with(result, diffusion_kwargs):
+            raise ValueError(
+                f"{path} was made with DiffusionScoreIL settings {settings_of(result)}, not these "
+                f"({other_than_defaults(diffusion_kwargs or {})}): give each variant its own --results-dir, "
+                "or move the file away to make it again.")
     return todo
 
 
@@ -438,7 +447,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'state' (another --results-dir)")
     parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
                         help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
-                             "default (use another --results-dir: the report does not tell them apart)")
+                             "default (another --results-dir)")
     parser.add_argument("--drop-state-coordinates", type=int, nargs="+", default=None, metavar="I",
                         help="DiffusionScoreIL's drop_state_coordinates (e.g. 0: seals' x position), to check "
                              "a setting other than the default (another --results-dir)")
@@ -451,7 +460,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "standardised), to check a setting other than the default (another --results-dir)")
     parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
                         help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
-                             "default (use another --results-dir, as for --relabel-refresh)")
+                             "default (another --results-dir)")
     parser.add_argument("--debug-use-ground-truth", action="store_true", default=None,
                         help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
                              "the task's budget when the reward is not the limit (another --results-dir)")
@@ -501,7 +510,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         Cell(method, task, seed, args.budget or BUDGETS[task])
         for seed in args.seeds for task in args.tasks for method in args.methods
     ]
-    todo = pending_cells(cells, args.results_dir, diffusion_kwargs)
+    try:
+        todo = pending_cells(cells, args.results_dir, diffusion_kwargs)
+    except ValueError as e:
+        parser.error(str(e))
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     failures = run_cells(
         todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs, args.backend,
