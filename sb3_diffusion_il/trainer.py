@@ -704,8 +704,11 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             net = ScoreNetwork(**state[f"{name}_config"])
             net.load_state_dict(state[f"{name}_state"])
             nets.append(net)
-        # Checkpoints from before these settings: the plain -c, every coordinate.
-        settings = {"reward_saturation": None, "drop_state_coordinates": (), **state["settings"], **kwargs}
+        # Checkpoints from before these settings: the plain -c, every coordinate, the warm refit.
+        settings = {
+            "reward_saturation": None, "drop_state_coordinates": (), "learner_refit": "warm",
+            **state["settings"], **kwargs,
+        }
         trainer = cls(
             demonstrations=demonstrations,
             venv=venv,

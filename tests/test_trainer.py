@@ -418,6 +418,15 @@ def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_state
     assert th.equal(draws[0], draws[1])  # seeded from the saved state, deterministically
 
 
+def test_checkpoint_from_before_learner_refit_resumes_warm(tmp_path, venv, sac, pendulum_states):
+    make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
+    state = th.load(tmp_path / "scores.pt", weights_only=True)
+    del state["settings"]["learner_refit"]  # saved before the setting existed, when every refit was warm
+    th.save(state, tmp_path / "old.pt")
+    loaded = DiffusionScoreIL.load(tmp_path / "old.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
+    assert loaded.learner_refit == "warm"
+
+
 def test_load_refuses_another_task(tmp_path, venv, sac, pendulum_states):
     make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
     other = make_vec_env("MountainCarContinuous-v0")
