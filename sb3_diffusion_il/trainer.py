@@ -731,9 +731,15 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 @contextlib.contextmanager
 def _torch_rng_seeded_from(generator: th.Generator) -> Iterator[None]:
     """Torch's global RNG, which layer initialisation draws from, seeded from ``generator``
-    for the block and restored after it."""
-    with th.random.fork_rng(devices=[]):
-        th.manual_seed(int(th.randint(2**62, (), generator=generator, device=generator.device).item()))
+    for the block and restored after it; the GPUs' too where CUDA is in use (layers on a
+    GPU draw from them). Not `th.manual_seed`: before CUDA starts, it queues a seed that
+    would outlive the block."""
+    seed = int(th.randint(2**62, (), generator=generator, device=generator.device).item())
+    gpus = range(th.cuda.device_count()) if th.cuda.is_initialized() else []
+    with th.random.fork_rng(devices=gpus):
+        th.default_generator.manual_seed(seed)
+        if gpus:
+            th.cuda.manual_seed_all(seed)
         yield
 
 

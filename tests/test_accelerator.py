@@ -45,6 +45,17 @@ def test_off_policy_learner_on_cuda(pendulum_trajectories, conditioning):
     assert rewards.shape == (10,) and np.isfinite(rewards).all()
 
 
+def test_fresh_refit_leaves_the_global_rngs_as_they_were(pendulum_trajectories):
+    # No fitting steps: their batches draw from the global RNG, which checkpoints save.
+    trainer = make_trainer(make_sac("cuda"), pendulum_trajectories, learner_refit="fresh", learner_fit_steps=0)
+    trainer.train(200, progress_bar=False)
+    cpu, gpu = th.get_rng_state(), th.cuda.get_rng_state()
+    before = trainer.learner_score_net.mlp[0].weight.clone()
+    trainer.train_learner_score()
+    assert not th.equal(trainer.learner_score_net.mlp[0].weight, before)
+    assert th.equal(th.get_rng_state(), cpu) and th.equal(th.cuda.get_rng_state(), gpu)
+
+
 def test_on_policy_learner_on_cuda(pendulum_trajectories):
     venv = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     ppo = PPO("MlpPolicy", venv, device="cuda", n_steps=100, batch_size=50, n_epochs=1, seed=0)

@@ -468,7 +468,9 @@ def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendu
     trainer.train(400, progress_bar=False)  # two rounds, no fitting: only the re-initialisation
     expert = trainer.expert_score_net.state_dict()
     weights = [trainer.learner_score_net.state_dict()["mlp.0.weight"].clone()]
+    global_rng = th.get_rng_state()
     trainer.train_learner_score()
+    assert th.equal(th.get_rng_state(), global_rng)  # new weights drawn from the trainer's generator alone
     weights.append(trainer.learner_score_net.state_dict()["mlp.0.weight"])
     assert not th.equal(weights[0], expert["mlp.0.weight"]) and not th.equal(weights[0], weights[1])
     assert th.equal(trainer.learner_score_net.std, trainer.expert_score_net.std)
