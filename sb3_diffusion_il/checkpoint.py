@@ -22,7 +22,7 @@ from imitation.util import util
 from stable_baselines3.common import base_class, vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_diffusion_il import data
+from sb3_diffusion_il import data, relabel
 
 CHECKPOINT_PATTERN = re.compile(r"round_(\d+)\.pt")
 # Version of the file layout; `read` refuses others.
@@ -77,7 +77,8 @@ def learner_state(gen_algo: base_class.BaseAlgorithm) -> Dict[str, Any]:
     state = {"class": f"{type(gen_algo).__module__}:{type(gen_algo).__qualname__}", "model": model.getvalue()}
     if isinstance(gen_algo, OffPolicyAlgorithm):
         replay = io.BytesIO()
-        gen_algo.save_replay_buffer(replay)
+        with relabel.unpatched(gen_algo.replay_buffer):
+            gen_algo.save_replay_buffer(replay)
         state["replay_buffer"] = replay.getvalue()
     return state
 

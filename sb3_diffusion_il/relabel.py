@@ -130,7 +130,7 @@ def relabeled_sampling(
     A sampled transition not yet scored at the current ``version`` is scored and
     its reward written into ``buffer.rewards``; the stored reward is reused until
     ``version`` changes or the slot is overwritten. The buffer stays SB3's own
-    class, so it saves and loads as usual.
+    class, so it saves and loads as usual (within the context through `unpatched`).
 
     :param reward_fn: rewards of a batch of transitions, shape ``(n,)``
     :param transform: applied to each sampled minibatch's rewards ``(batch, 1)``,
@@ -202,3 +202,14 @@ def relabeled_sampling(
         yield
     finally:
         del buffer.add, buffer._get_samples
+
+
+@contextlib.contextmanager
+def unpatched(buffer: Union[ReplayBuffer, DictReplayBuffer]) -> Iterator[None]:
+    """``buffer`` without `relabeled_sampling`'s methods for the block, so that it pickles
+    (SB3's ``save_replay_buffer``) while relabelled."""
+    patched = {name: buffer.__dict__.pop(name) for name in ("add", "_get_samples") if name in buffer.__dict__}
+    try:
+        yield
+    finally:
+        buffer.__dict__.update(patched)

@@ -1,4 +1,5 @@
-"""imitation's GAIL, AIRL and BC as baselines, with the learner DiffusionScoreIL gets.
+"""imitation's GAIL, AIRL and BC as baselines, with the learner DiffusionScoreIL gets,
+and that learner on the task's true reward (the ceiling, and the sample-efficiency reference).
 
 imitation's adversarial trainers never relabel an off-policy learner's replay
 buffer, so SAC would train on discriminator rewards from earlier rounds. Here
@@ -7,7 +8,7 @@ the comparison is of the reward, not of how stale it is.
 """
 
 import contextlib
-from typing import Iterator
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 from imitation.algorithms import base, bc
@@ -16,10 +17,11 @@ from imitation.algorithms.adversarial.common import AdversarialTrainer
 from imitation.algorithms.adversarial.gail import GAIL
 from imitation.rewards.reward_nets import BasicRewardNet, BasicShapedRewardNet
 from imitation.util.networks import RunningNorm
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_diffusion_il import relabel
+from sb3_diffusion_il import checkpoint, relabel
 
 ADVERSARIAL = {"gail": GAIL, "airl": AIRL}
 
@@ -74,3 +76,49 @@ def make_bc(venv: VecEnv, demonstrations: base.AnyTransitions, seed: int, **bc_k
         rng=np.random.default_rng(seed),
         **bc_kwargs,
     )
+
+
+class TrueReward:
+    """The learner on the env's own reward, trained in rounds as the imitation trainers
+    train it, so that the harness evaluates and checkpoints it the same way.
+
+    :param gen_algo: the SB3 learner, on the task's env
+    :param gen_train_timesteps: env steps per round (None: one rollout of an on-policy learner)
+    """
+
+    def __init__(self, gen_algo: BaseAlgorithm, gen_train_timesteps: Optional[int] = None):
+        self.gen_algo = gen_algo
+        self.venv = gen_algo.get_env()
+        self.gen_train_timesteps = gen_train_timesteps or gen_algo.n_steps * self.venv.num_envs
+
+    def train(self, total_timesteps: int, callback: Optional[Callable[[int], None]] = None) -> None:
+        """Rounds of ``gen_train_timesteps`` while another fits in ``total_timesteps``,
+        ``callback(round)`` after each."""
+        for round_ in range(total_timesteps // self.gen_train_timesteps):
+            self.gen_algo.learn(self.gen_train_timesteps, reset_num_timesteps=False)
+            if callback:
+                callback(round_)
+
+
+Trainer = Union[TrueReward, AdversarialTrainer]
+
+
+def state_of(trainer: Trainer) -> Dict[str, Any]:
+    """What resumes a baseline where it stopped: the learner with its replay buffer, the
+    process-wide random states, and an adversarial trainer's reward net and optimiser."""
+    state = {"learner": checkpoint.learner_state(trainer.gen_algo), "global_rng": checkpoint.global_rng_state()}
+    if isinstance(trainer, AdversarialTrainer):
+        state.update(
+            reward_net=trainer._reward_net.state_dict(), disc_opt=trainer._disc_opt.state_dict(),
+            disc_step=trainer._disc_step, global_step=trainer._global_step,
+        )
+    return state
+
+
+def restore(trainer: Trainer, state: Dict[str, Any]) -> None:
+    """Puts `state_of`'s state back into a trainer built on the learner restored from it."""
+    if isinstance(trainer, AdversarialTrainer):
+        trainer._reward_net.load_state_dict(state["reward_net"])
+        trainer._disc_opt.load_state_dict(state["disc_opt"])
+        trainer._disc_step, trainer._global_step = state["disc_step"], state["global_step"]
+    checkpoint.set_global_rng_state(state["global_rng"])

@@ -7,6 +7,15 @@ already done are skipped, so results accumulate across sessions::
 
     python -m sb3_diffusion_il.benchmark.compare --tasks Pendulum-v1 --seeds 0 1 2 --workers 2
 
+A *track* is one table (``TRACKS``): the ``short`` one (the default) covers every
+task at what this CPU affords; the ``long`` one runs the seals MuJoCo tasks to
+300,000 env steps with rl-baselines3-zoo's SAC, evaluated every 5% of the budget,
+with ``rl`` (the learner on the true reward) beside the imitation methods. Its
+cells checkpoint themselves every 25,000 env steps to ``--work-dir`` and resume
+from there when run again::
+
+    python -m sb3_diffusion_il.benchmark.compare --track long --tasks seals/Hopper-v1 --methods rl --seeds 0
+
 (or ``sb3-diffusion-il compare ...``). All methods train the same learner with
 the same settings and budget on a task, built as SB3's and imitation's docs
 build it (``LEARNERS``); with an off-policy learner the adversarial ones get
@@ -37,7 +46,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import commands, data
+from sb3_diffusion_il import checkpoint, commands, data
 from sb3_diffusion_il.benchmark import baselines
 from sb3_diffusion_il.benchmark.experts import versions
 from sb3_diffusion_il.benchmark.tasks import get_task
@@ -56,7 +65,7 @@ HARNESS_VERSION = 3
 # ("default_changes"), so one made before a change keeps its setting by name
 # (`settings_of`) instead of every method's cells being re-run for it.
 DEFAULT_CHANGES: Tuple[Tuple[str, str], ...] = (("learner_refit", "warm"),)
-METHODS = ("diffusion_score", "gail", "airl", "bc")
+METHODS = ("diffusion_score", "gail", "airl", "bc", "rl")
 # Env-step budget per task, the same for every method (what this CPU affords).
 BUDGETS: Dict[str, int] = {
     "seals/CartPole-v0": 200_000,
@@ -67,6 +76,7 @@ BUDGETS: Dict[str, int] = {
     "seals/Walker2d-v1": 50_000,
 }
 LEARNER_ALGOS = {"SAC": SAC, "PPO": PPO}
+DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +111,43 @@ LEARNERS: Dict[str, Learner] = {
 }
 MUJOCO_LEARNER = Learner("SAC", dict(learning_starts=5_000, ent_coef="auto_0.1"))
 ADVERSARIAL_KWARGS: Dict[str, Dict[str, Any]] = {"seals/CartPole-v0": TUTORIAL_GAIL}
+# rl-baselines3-zoo's SAC for MuJoCo locomotion: SB3's defaults after 10,000 random steps.
+ZOO_SAC = Learner("SAC", dict(learning_starts=10_000))
+LONG_BUDGET = 300_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+    """One table of the comparison.
+
+    :param budgets: env-step budget per task, the same for every method
+    :param methods: the methods run by default
+    :param learners: the learner every method trains, per task (``default_learner`` elsewhere)
+    :param default_learner: the learner of a task not in ``learners``
+    :param n_eval_points: evaluations over the budget, after the one at 0 steps
+    :param checkpoint_every: env steps between a cell's checkpoints (None: none)
+    :param results_dir: where its result files go by default
+    """
+
+    budgets: Mapping[str, int]
+    methods: Tuple[str, ...]
+    learners: Mapping[str, Learner]
+    default_learner: Learner
+    n_eval_points: int
+    checkpoint_every: Optional[int]
+    results_dir: pathlib.Path
+
+
+TRACKS = {
+    "short": Track(BUDGETS, ("diffusion_score", "gail", "airl", "bc"), LEARNERS, MUJOCO_LEARNER, 10, None,
+                   DEFAULT_RESULTS_DIR),
+    "long": Track(
+        {env_id: LONG_BUDGET for env_id in ("seals/HalfCheetah-v1", "seals/Hopper-v1", "seals/Walker2d-v1")},
+        ("diffusion_score", "gail", "rl"), {}, ZOO_SAC, 20, 25_000, DEFAULT_RESULTS_DIR / "long-budget",
+    ),
+}
+# Where long cells keep their checkpoints: outside the repository.
+DEFAULT_WORK_DIR = pathlib.Path.home() / ".cache" / "sb3-diffusion-il" / "cells"
 # Rounds of off-policy learners (imitation's trainers have no default for them);
 # on-policy ones take one rollout, both trainers' default.
 ROUND_STEPS = 1_000
@@ -124,12 +171,10 @@ HARNESS_ARGUMENTS = (
 BACKENDS = ("process", "ray")
 # A cell that fails (raises, or its worker dies) is run this many times more.
 CELL_RETRIES = 1
-N_EVAL_POINTS = 10
 N_EVAL_EPISODES = 10
 EVAL_SEED = 100_000
 ADVERSARIAL_DEFAULTS = dict(demo_batch_size=512)
 BC_EPOCHS = 100
-DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
 # Every file `Cell.path` names under a results directory, and no other tool's files there.
 CELL_FILES = "*/*-seed*-budget*.json"
 
@@ -140,31 +185,35 @@ class Cell:
     env_id: str
     seed: int
     budget: int
+    track: str = "short"
 
     def path(self, results_dir: pathlib.Path) -> pathlib.Path:
         return results_dir / data.demo_path(self.env_id).stem / f"{self.method}-seed{self.seed}-budget{self.budget}.json"
 
 
-def check_choices(methods: Iterable[str], tasks: Iterable[str]) -> None:
-    """Raises on a method or task the harness does not know, listing the valid ones."""
+def check_choices(methods: Iterable[str], tasks: Iterable[str], track: str = "short") -> None:
+    """Raises on a method or task the harness (or its ``track``) does not know, listing the valid ones."""
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"Unknown method {method!r}: choose from {list(METHODS)}.")
+    budgets = TRACKS[track].budgets
     for task in tasks:
-        if task not in BUDGETS:
-            raise ValueError(f"Unknown task {task!r}: choose from {list(BUDGETS)}.")
+        if task not in budgets:
+            raise ValueError(f"Unknown task {task!r} for the {track} track: choose from {list(budgets)}.")
 
 
-def learner(env_id: str) -> Learner:
-    return LEARNERS.get(env_id, MUJOCO_LEARNER)
+def learner(env_id: str, track: str = "short") -> Learner:
+    """The learner every method trains on ``env_id`` in ``track``."""
+    return TRACKS[track].learners.get(env_id, TRACKS[track].default_learner)
 
 
 def is_current(result: Dict[str, Any], version: int = HARNESS_VERSION) -> bool:
     """Whether a result file belongs in the table of harness ``version`` (default: today's):
-    at the task's budget and made with its bundled demonstrations."""
+    at the task's budget in its track and made with its bundled demonstrations."""
+    budgets = TRACKS[result.get("track", "short")].budgets
     return (
         result.get("harness_version") == version
-        and result.get("budget") == BUDGETS.get(result.get("env_id"))
+        and result.get("budget") == budgets.get(result.get("env_id"))
         and made_with_bundled_demonstrations(result)
     )
 
@@ -205,6 +254,7 @@ def made_with(result: Dict[str, Any], diffusion_kwargs: Optional[Mapping[str, An
 
 def train_cell(
     cell: Cell, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
+    work_dir: Optional[pathlib.Path] = None,
 ) -> Dict[str, Any]:
     """Trains one method on one task and seed; returns the cell's result (what its file holds).
 
@@ -213,64 +263,85 @@ def train_cell(
     :param log_dir: where the run's progress logs go (on the worker's machine)
     :param diffusion_kwargs: DiffusionScoreIL settings other than its defaults, to check
         them (the variant names each)
+    :param work_dir: where a track that checkpoints keeps its cells' checkpoints (on the
+        worker's machine); a cell resumes from its newest one there
     """
     th.set_num_threads(1)  # cells run side by side, one per core
     # BC's policy and the adversarial reward nets draw from the process-wide RNGs.
     set_random_seed(cell.seed)
     task = get_task(cell.env_id)
-    spec = learner(cell.env_id)
+    track = TRACKS[cell.track]
+    spec = learner(cell.env_id, cell.track)
     venv = make_vec_env(cell.env_id, n_envs=spec.n_envs, seed=cell.seed)
-    eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed)
     demonstrations = data.load_demonstrations(cell.env_id)
     logger = imit_logger.configure(log_dir / cell.path(pathlib.Path()).with_suffix(""), ["csv"])
-    curve: List[List[float]] = []
-    eval_seconds = 0.0
+    checkpoints = None
+    if track.checkpoint_every and cell.method != "bc":
+        checkpoints = CellCheckpoints((work_dir or DEFAULT_WORK_DIR) / cell.path(pathlib.Path()).with_suffix(""))
+    saved = checkpoints.latest() if checkpoints else None
+    progress = saved[1] if saved else {"curve": [], "eval_seconds": 0.0, "wall_seconds": 0.0}
+    curve: List[List[float]] = progress["curve"]
+    steps_done = curve[-1][0] if curve else 0
+    # A resumed cell's evaluations go on from a seed of their own.
+    eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed + steps_done)
 
     def evaluate(policy, steps: int) -> None:
-        nonlocal eval_seconds
         start = time.perf_counter()
         mean, std = evaluate_policy(policy, eval_env, n_eval_episodes=N_EVAL_EPISODES, deterministic=True)
         curve.append([steps, float(mean), float(std)])
-        eval_seconds += time.perf_counter() - start
+        progress["eval_seconds"] += time.perf_counter() - start
 
-    start = time.perf_counter()
+    start = time.perf_counter() - progress["wall_seconds"]
     if cell.method == "bc":
         trainer = baselines.make_bc(venv, demonstrations, cell.seed, custom_logger=logger)
         trainer.train(n_epochs=BC_EPOCHS, progress_bar=False)
         evaluate(trainer.policy, 0)
         variant, env_steps = f"bc, {BC_EPOCHS} epochs", 0
     else:
-        gen_algo = spec.build(venv, cell.seed)
+        gen_algo = checkpoint.restore_learner(saved[0]["learner"], venv) if saved else spec.build(venv, cell.seed)
         off_policy = isinstance(gen_algo, OffPolicyAlgorithm)
         common = dict(
             demonstrations=demonstrations, venv=venv, gen_algo=gen_algo,
             gen_train_timesteps=ROUND_STEPS if off_policy else None,
             allow_variable_horizon=not task.fixed_horizon, custom_logger=logger, log_dir=log_dir,
         )
+        train_kwargs: Dict[str, Any] = {}
+        context: Any = contextlib.nullcontext(True)
         if cell.method == "diffusion_score":
-            trainer = DiffusionScoreIL(**common, **(diffusion_kwargs or {}), seed=cell.seed)
-            context: Any = contextlib.nullcontext(True)
+            if saved:
+                trainer = DiffusionScoreIL.load(checkpoints.trainer_path(saved[1]), **common)
+            else:
+                trainer = DiffusionScoreIL(**common, **(diffusion_kwargs or {}), seed=cell.seed)
             arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
             delivery = "relabelled replay" if off_policy else "reward-wrapped env"
             variant = f"diffusion_score + {spec.algo}, {delivery}, {arithmetic} cost"
             variant += "".join(f", {name}={value}" for name, value in (diffusion_kwargs or {}).items())
             train_kwargs = {"progress_bar": False}
+        elif cell.method == "rl":
+            trainer = baselines.TrueReward(gen_algo, ROUND_STEPS if off_policy else None)
+            variant = f"rl (true reward) + {spec.algo}"
         else:
             adversarial = ADVERSARIAL_KWARGS.get(cell.env_id, ADVERSARIAL_DEFAULTS)
             trainer = baselines.make_adversarial(cell.method, **adversarial, **common)
             context = baselines.relabeled(trainer)
             variant = f"{cell.method} (state-only reward) + {spec.algo}"
             variant += ", relabelled replay" if off_policy else ""
-            train_kwargs = {}  # imitation's trainers always show their progress bar
-        evaluate(gen_algo.policy, 0)
-        eval_every = cell.budget // N_EVAL_POINTS
+        if saved:
+            checkpoints.restore(trainer, saved[0])
+        else:
+            evaluate(gen_algo.policy, 0)
+        eval_every = cell.budget // track.n_eval_points
 
         def callback(round_: int) -> None:
-            if gen_algo.num_timesteps >= len(curve) * eval_every:
-                evaluate(gen_algo.policy, gen_algo.num_timesteps)
+            steps = gen_algo.num_timesteps
+            if steps >= len(curve) * eval_every:
+                evaluate(gen_algo.policy, steps)
+            if checkpoints and steps >= checkpoints.last_steps + track.checkpoint_every and steps < cell.budget:
+                progress["wall_seconds"] = time.perf_counter() - start
+                checkpoints.save(trainer, steps, progress)
 
         with context:
-            trainer.train(cell.budget, callback=callback, **train_kwargs)
+            trainer.train(cell.budget - gen_algo.num_timesteps, callback=callback, **train_kwargs)
         env_steps = gen_algo.num_timesteps
     wall = time.perf_counter() - start
     result = {
@@ -287,10 +358,59 @@ def train_cell(
         "final_return": curve[-1][1],
         "normalized_final_return": data.normalized_return(cell.env_id, curve[-1][1]),
         "wall_seconds": wall,
-        "env_steps_per_second": env_steps / (wall - eval_seconds) if env_steps else None,
+        "env_steps_per_second": env_steps / (wall - progress["eval_seconds"]) if env_steps else None,
+        "resumed_from": steps_done if saved else None,
         "versions": versions(),
     }
     return result
+
+
+class CellCheckpoints:
+    """A cell's checkpoints in its own directory: ``NNNNNNN.pt`` (the trainer, with its
+    learner and replay buffer) and, written after it, ``NNNNNNN.json`` (the learning
+    curve and times so far), NNNNNNN the env steps taken. A pair counts once its
+    ``.json`` is written; older pairs are deleted after a newer one is whole."""
+
+    def __init__(self, directory: pathlib.Path):
+        self.directory = directory
+        self.last_steps = 0
+
+    def _pairs(self) -> List[int]:
+        names = (p.stem for p in self.directory.glob("*.json") if p.stem.isdigit())
+        return sorted(int(stem) for stem in names if self.trainer_path({"steps": int(stem)}).exists())
+
+    def trainer_path(self, progress: Mapping[str, Any]) -> pathlib.Path:
+        return self.directory / f"{progress['steps']:07d}.pt"
+
+    def latest(self) -> Optional[Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """The newest checkpoint's (state, progress), or None when there is none."""
+        pairs = self._pairs()
+        if not pairs:
+            return None
+        progress = json.loads((self.directory / f"{pairs[-1]:07d}.json").read_text())
+        path = self.trainer_path(progress)
+        state = th.load(path, map_location="cpu", weights_only=False)
+        self.last_steps = progress["steps"]
+        return state, progress
+
+    def save(self, trainer: Any, steps: int, progress: Dict[str, Any]) -> None:
+        progress = dict(progress, steps=steps)
+        path = self.trainer_path(progress)
+        if isinstance(trainer, DiffusionScoreIL):
+            trainer.save(path)
+        else:
+            checkpoint.write(path, baselines.state_of(trainer), trainer.venv)
+        data.atomic_write_bytes(path.with_suffix(".json"), json.dumps(progress).encode())
+        for old in self._pairs()[:-1]:
+            for suffix in (".json", ".pt"):
+                (self.directory / f"{old:07d}{suffix}").unlink()
+        self.last_steps = steps
+
+    @staticmethod
+    def restore(trainer: Any, state: Dict[str, Any]) -> None:
+        """Puts a baseline's saved state back (a DiffusionScoreIL's is restored by its ``load``)."""
+        if not isinstance(trainer, DiffusionScoreIL):
+            baselines.restore(trainer, state)
 
 
 def reference_returns(env_id: str) -> Dict[str, float]:
@@ -306,9 +426,10 @@ def write_result(cell: Cell, results_dir: pathlib.Path, result: Dict[str, Any]) 
 
 def run_cell(
     cell: Cell, results_dir: pathlib.Path, log_dir: pathlib.Path, diffusion_kwargs: Optional[Mapping[str, Any]] = None,
+    work_dir: Optional[pathlib.Path] = None,
 ) -> Dict[str, Any]:
     """`train_cell` in this process, then its result file written."""
-    result = train_cell(cell, log_dir, diffusion_kwargs)
+    result = train_cell(cell, log_dir, diffusion_kwargs, work_dir)
     write_result(cell, results_dir, result)
     return result
 
@@ -338,6 +459,7 @@ def pending_cells(
 def run_cells(
     cells: Sequence[Cell], results_dir: pathlib.Path, log_dir: pathlib.Path, workers: int, progress_bar: bool = False,
     diffusion_kwargs: Optional[Mapping[str, Any]] = None, backend: str = "process", address: Optional[str] = None,
+    work_dir: Optional[pathlib.Path] = None,
 ) -> List[Tuple[Cell, str]]:
     """Runs cells side by side, writing each result file as it lands and printing a line for it.
 
@@ -352,6 +474,7 @@ def run_cells(
         ``"ray"`` (a Ray task per cell, asking for one CPU, and one GPU where the
         cluster has them; ``pip install -e ".[ray]"``)
     :param address: the Ray cluster to join (e.g. ``"auto"``); None starts a local one
+    :param work_dir: see ``train_cell``
     :return: the cells that failed, with their errors
     """
     if backend not in BACKENDS:
@@ -359,7 +482,7 @@ def run_cells(
     outcomes = _ray_outcomes if backend == "ray" else _process_outcomes
     failures = []
     bar = tqdm(total=len(cells), desc="cells", disable=not progress_bar)
-    for cell, outcome in outcomes(cells, log_dir, workers, diffusion_kwargs, address):
+    for cell, outcome in outcomes(cells, log_dir, workers, diffusion_kwargs, address, work_dir):
         bar.update()
         if isinstance(outcome, BaseException):
             failures.append((cell, f"{type(outcome).__name__}: {outcome}"))
@@ -381,13 +504,13 @@ Outcomes = Iterator[Tuple[Cell, Union[Dict[str, Any], BaseException]]]
 
 def _process_outcomes(
     cells: Sequence[Cell], log_dir: pathlib.Path, workers: int, diffusion_kwargs: Optional[Mapping[str, Any]],
-    address: Optional[str],
+    address: Optional[str], work_dir: Optional[pathlib.Path],
 ) -> Outcomes:
     """Each cell's result, or its error after ``CELL_RETRIES`` retries, from a process pool."""
     if address is not None:
         raise ValueError("address is for the Ray backend: pass backend='ray'.")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_cell, cell, log_dir, diffusion_kwargs): (cell, 0) for cell in cells}
+        futures = {pool.submit(train_cell, cell, log_dir, diffusion_kwargs, work_dir): (cell, 0) for cell in cells}
         while futures:
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
@@ -395,14 +518,14 @@ def _process_outcomes(
                 if future.exception() is None:
                     yield cell, future.result()
                 elif retries < CELL_RETRIES:
-                    futures[pool.submit(train_cell, cell, log_dir, diffusion_kwargs)] = (cell, retries + 1)
+                    futures[pool.submit(train_cell, cell, log_dir, diffusion_kwargs, work_dir)] = (cell, retries + 1)
                 else:
                     yield cell, future.exception()
 
 
 def _ray_outcomes(
     cells: Sequence[Cell], log_dir: pathlib.Path, workers: int, diffusion_kwargs: Optional[Mapping[str, Any]],
-    address: Optional[str],
+    address: Optional[str], work_dir: Optional[pathlib.Path],
 ) -> Outcomes:
     """Each cell's result, or its error after ``CELL_RETRIES`` retries, from Ray tasks."""
     import ray
@@ -413,7 +536,7 @@ def _ray_outcomes(
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=CELL_RETRIES, retry_exceptions=True)(train_cell)
-        refs = {task.remote(cell, log_dir, diffusion_kwargs): cell for cell in cells}
+        refs = {task.remote(cell, log_dir, diffusion_kwargs, work_dir): cell for cell in cells}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -428,8 +551,12 @@ def _ray_outcomes(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m sb3_diffusion_il.benchmark.compare``, ``sb3-diffusion-il compare``)."""
-    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), help=f"default: all of {list(BUDGETS)}")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), help=f"default: all of {list(METHODS)}")
+    parser.add_argument("--track", choices=list(TRACKS), default="short",
+                        help="which table: 'short' (every task at what this CPU affords, the default) or 'long' "
+                             f"(the seals MuJoCo tasks at {LONG_BUDGET:,} env steps, checkpointed)")
+    parser.add_argument("--tasks", nargs="+", default=None, help="default: all of the track's")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"default: the track's ({', '.join(f'{n}: {list(t.methods)}' for n, t in TRACKS.items())})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=commands.positive_int, default=None,
                         help="override the task budgets (for smoke runs; the report leaves such results out)")
@@ -440,7 +567,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
                         help="with --backend ray: the cluster to join (e.g. 'auto' after `ray start`); "
                              "none starts a local one")
-    parser.add_argument("--results-dir", type=pathlib.Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument("--results-dir", type=pathlib.Path, default=None,
+                        help=f"default: the track's ({', '.join(f'{n}: {t.results_dir}' for n, t in TRACKS.items())})")
+    parser.add_argument("--work-dir", type=pathlib.Path, default=DEFAULT_WORK_DIR,
+                        help="where a track that checkpoints (long) keeps its cells' checkpoints, to resume from")
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
     parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default=None,
                         help="what DiffusionScoreIL diffuses, to check a setting other than the default "
@@ -499,15 +629,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         name: None if getattr(args, name) == NONE else getattr(args, name)
         for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
     }
+    track = TRACKS[args.track]
+    args.tasks = args.tasks or list(track.budgets)
+    args.methods = args.methods or list(track.methods)
+    args.results_dir = args.results_dir or track.results_dir
     try:
-        check_choices(args.methods, args.tasks)
+        check_choices(args.methods, args.tasks, args.track)
         diffusion_kwargs.update(trainer_settings(args.settings))
     except ValueError as e:
         parser.error(str(e))
     if args.address is not None and args.backend != "ray":
         parser.error("--address is for --backend ray")
     cells = [
-        Cell(method, task, seed, args.budget or BUDGETS[task])
+        Cell(method, task, seed, args.budget or track.budgets[task], args.track)
         for seed in args.seeds for task in args.tasks for method in args.methods
     ]
     try:
@@ -517,7 +651,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}.", flush=True)
     failures = run_cells(
         todo, args.results_dir, args.log_dir, args.workers, args.progress_bar, diffusion_kwargs, args.backend,
-        args.address,
+        args.address, args.work_dir,
     )
     if failures:
         raise SystemExit(f"{len(failures)} of {len(todo)} cells failed twice: " + "; ".join(

@@ -11,7 +11,7 @@ import json
 import pathlib
 import platform
 from importlib import metadata
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -108,7 +108,7 @@ def train_expert(
     progress_bar: bool = False,
     algo: str = "SAC",
     n_envs: int = 1,
-    normalize: bool = False,
+    normalize: Union[bool, Mapping[str, bool]] = False,
     env_kwargs: Optional[Dict[str, Any]] = None,
     target: Optional[float] = None,
 ) -> BaseAlgorithm:
@@ -118,8 +118,8 @@ def train_expert(
     :param progress_bar: show SB3's progress bar while training
     :param algo: ``"SAC"`` or ``"PPO"``
     :param n_envs: environments trained on side by side
-    :param normalize: train on ``VecNormalize`` (observations and rewards, discounted
-        with ``algo_kwargs``' ``gamma``)
+    :param normalize: train on ``VecNormalize`` (rewards discounted with ``algo_kwargs``'
+        ``gamma``): True normalises observations and rewards, a mapping gives its settings
     :param env_kwargs: settings of the env trained on, beyond ``env_id``'s; the
         evaluations are on ``env_id`` as registered
     :param target: stop early once the learning curve is steady at this return or
@@ -136,7 +136,8 @@ def train_expert(
         curve = json.loads((work_dir / CURVE).read_text())
     else:
         if normalize:
-            venv = VecNormalize(venv, gamma=algo_kwargs.get("gamma", 0.99))
+            settings = normalize if isinstance(normalize, Mapping) else {}
+            venv = VecNormalize(venv, gamma=algo_kwargs.get("gamma", 0.99), **settings)
         # A buffer of the whole budget keeps every transition, as SB3's default
         # 1M does for these budgets, without allocating (and checkpointing) 1M rows.
         buffer = {"buffer_size": total_timesteps} if off_policy else {}
@@ -288,7 +289,8 @@ def make_demonstrations(
         "expert_algo": task.expert_algo,
         "expert_kwargs": algo_kwargs,
         "expert_n_envs": task.expert_n_envs,
-        "expert_normalize": task.expert_normalize,
+        "expert_normalize": task.expert_normalize if isinstance(task.expert_normalize, bool)
+        else dict(task.expert_normalize),
         "expert_env_kwargs": dict(task.expert_env_kwargs),
         "expert_target": task.expert_target,
         "upright_fraction": upright_fraction(env_id, np.concatenate([t.obs[:-1] for t in expert])),

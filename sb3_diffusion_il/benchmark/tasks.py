@@ -6,9 +6,11 @@ imitation), plus ``InvertedPendulum-v4``, which does terminate early.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import gymnasium as gym
+from imitation.policies.base import NormalizeFeaturesExtractor
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,11 @@ class Task:
         need ``allow_variable_horizon=True``
     :param expert_algo: the expert's SB3 learner, one of ``EXPERT_ALGOS``
     :param expert_n_envs: environments the expert trains on side by side
-    :param expert_normalize: the expert trains on SB3's ``VecNormalize`` (observations and
-        rewards, discounted with the learner's ``gamma``), as rl-baselines3-zoo's
-        ``normalize: true``; its demonstrations are recorded in the env's raw units
+    :param expert_normalize: the expert trains on SB3's ``VecNormalize`` (rewards discounted
+        with the learner's ``gamma``): True normalises observations and rewards, as
+        rl-baselines3-zoo's ``normalize: true``; a mapping gives ``VecNormalize``'s
+        settings (``norm_obs``, ``norm_reward``), as the zoo's ``normalize=dict(...)``;
+        its demonstrations are recorded in the env's raw units
     :param expert_env_kwargs: settings of the env the expert trains on, beyond the
         task's; its evaluations and demonstrations are on the task as registered
     :param expert_target: training stops early once the expert is competent and
@@ -40,7 +44,7 @@ class Task:
     fixed_horizon: bool = True
     expert_algo: str = "SAC"
     expert_n_envs: int = 1
-    expert_normalize: bool = False
+    expert_normalize: Union[bool, Mapping[str, bool]] = False
     expert_env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     expert_target: Optional[float] = None
 
@@ -91,11 +95,20 @@ _ZOO_CARTPOLE_PPO = dict(
 # swung between 1,760 and 4,857 over 1.8M-2M steps. On 4 envs (4x the samples
 # per update) they were steady at 3,966-4,582 by 1.45M.
 # Ant: SB3's PPO defaults (VecNormalize, fall ending the episode) stood still
-# (653-1,026 over 1.2M-1.43M steps; on 4 envs 722-977 to 663k), and with the
-# control cost cut to 0.1 in training they flailed (-300 to 373 over 565k-811k
-# on seals' reward), so Ant takes rl-baselines3-zoo's SAC (~1M steps), which
-# stood still as far as it was run (631-951 from 90k to 220k steps).
+# (653-1,026 over 1.2M-1.43M steps; on 4 envs 722-977 to 663k), with the control
+# cost cut to 0.1 in training they flailed (-300 to 373 over 565k-811k on seals'
+# reward), and rl-baselines3-zoo's SAC stood still (631-951 from 90k to 220k
+# steps). So Ant's expert is trained as imitation trained its own seals experts:
+# PPO with rl-baselines3-zoo's seals settings (its ``seals_hyperparameters``
+# branch, ``hyperparams/python/ppo.py``): 1 env, rewards normalised, observations
+# normalised inside the policy by imitation's ``NormalizeFeaturesExtractor``.
 _FALL_ENDS_EPISODE = {"terminate_when_unhealthy": True}
+_SEALS_ANT_PPO = dict(
+    n_steps=2048, batch_size=16, n_epochs=10, gamma=0.995, gae_lambda=0.8, learning_rate=1.7959211641976886e-4,
+    clip_range=0.3, ent_coef=3.1441389214159857e-6, vf_coef=0.4351450387648799, max_grad_norm=0.9,
+    policy_kwargs=dict(activation_fn=nn.Tanh, net_arch=dict(pi=[64, 64], vf=[64, 64]),
+                       features_extractor_class=NormalizeFeaturesExtractor),
+)
 # HalfCheetah's expert takes rl-baselines3-zoo's SAC settings (10k random steps first).
 _ZOO_SAC = {"learning_starts": 10_000}
 TASKS: Dict[str, Task] = {
@@ -110,8 +123,8 @@ TASKS: Dict[str, Task] = {
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=2_500),
         Task("seals/Walker2d-v1", 3_000_000, {}, eval_every=20_480, expert_algo="PPO", expert_n_envs=4,
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=3_000),
-        Task("seals/Ant-v1", 1_000_000, _ZOO_SAC, eval_every=5_000, expert_env_kwargs=_FALL_ENDS_EPISODE,
-             expert_target=2_000),
+        Task("seals/Ant-v1", 1_000_000, _SEALS_ANT_PPO, eval_every=20_480, expert_algo="PPO",
+             expert_normalize=dict(norm_obs=False, norm_reward=True), expert_target=2_000),
     )
 }
 
