@@ -6,8 +6,10 @@ The reference scores each state at 500 timesteps on an even grid of [0, T),
 one noise draw each, through both score networks. The production estimator is
 ``DiffusionScoreReward.cost`` with the trainer's default settings. For one
 fixed pair of trained score networks (the expert's fitted on the bundled
-demonstrations, the learner's on a random policy's states, as in the first
-rounds of training) and learner states from the random policy, this prints
+demonstrations; the learner's refitted on a random policy's states by the
+trainer's own round refit, ``train_learner_score``, which with today's
+defaults starts from new weights and takes ``learner_fit_steps`` steps, as in
+every round of training) and learner states from the random policy, this prints
 the Spearman rank correlation of per-state costs (mean and least over 5 draws
 of the production estimator's timesteps), the relative error of the batch
 mean, the network evaluations per state of each, and the correlation of two
@@ -28,12 +30,11 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from common import write_result
 
-from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations, score_net
+from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations
 from sb3_diffusion_il.cost import PRECISIONS, PROFILE_STATES, DiffusionScoreReward, diffusion_score_cost
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 REFERENCE_TIMESTEPS = 500
-LEARNER_FIT_STEPS = 2000
 DRAWS = 5
 
 
@@ -53,19 +54,16 @@ def random_policy_states(env_id: str, n: int, seed: int) -> np.ndarray:
 
 
 def trained_pair(env_id: str, learner_states: np.ndarray, precision: str) -> DiffusionScoreIL:
-    """A trainer whose expert score is fitted on the demonstrations and learner score on ``learner_states``."""
+    """A trainer whose expert score is fitted on the demonstrations and whose learner score
+    is refitted on ``learner_states`` as a training round refits it (the trainer's defaults)."""
     venv = make_vec_env(env_id, n_envs=1, seed=0)
     trainer = DiffusionScoreIL(
         demonstrations=load_demonstrations(env_id), venv=venv, gen_algo=SAC("MlpPolicy", venv), seed=0,
         cost_precision=precision,
     )
     trainer.pretrain_expert(progress_bar=False)
-    trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
-    x = th.as_tensor(learner_states)
-    score_net.fit(
-        trainer.learner_score_net, trainer.schedule, lambda n: x[th.randint(0, len(x), (n,))],
-        trainer._learner_opt, LEARNER_FIT_STEPS, trainer.demo_batch_size,
-    )
+    trainer.learner_buffer.add(learner_states)
+    trainer.train_learner_score()
     return trainer
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     th.manual_seed(0)
     states = random_policy_states(args.env, 4 * 4096, 0)
-    trainer = trained_pair(args.env, states)
+    trainer = trained_pair(args.env, states, "float32")  # the candidates and the reference compute in float32
     x = th.as_tensor(states[np.random.default_rng(1).choice(len(states), 4096, replace=False)])
     reward, schedule = trainer.reward_train, trainer.schedule
     nets = (reward.expert, reward.learner, schedule)

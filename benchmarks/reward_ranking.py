@@ -5,17 +5,21 @@
 
 A ladder of behaviours of known true return: the expert (its checkpoint in
 ``--expert``, as ``benchmark.experts`` leaves it) with Gaussian noise of growing
-scale on its actions, and a random policy. For each rung the learner score is
-refitted on that rung's states, from a copy of the expert's as in training, and
-the cost of its states is computed. A reward that can lead a learner up the
+scale on its actions, and a random policy. For each rung the learner-state
+buffer holds that rung's states alone, the trainer refits the learner score on
+them as a training round does (``train_learner_score``: with today's defaults
+from new weights, ``learner_fit_steps`` steps), the cost's timesteps are
+profiled on them as the next round's are, and the cost of its states is
+computed. A reward that can lead a learner up the
 ladder costs every rung more than the one above it: the figures are Spearman's
 rank correlation between episodes' true returns and their mean rewards (-cost),
 over all episodes of all rungs, and the rungs' mean costs. Each ``--variant NAME
-[ARG=VALUE ...]`` sets DiffusionScoreIL arguments as ``compare --set`` does.
+[ARG=VALUE ...]`` sets DiffusionScoreIL arguments as ``compare --set`` does
+(``learner_fit_steps=1000`` for a longer refit; with ``learner_refit=warm`` each
+rung's refit continues from the previous rung's network).
 """
 
 import argparse
-import copy
 import pathlib
 from typing import Any, Dict, List
 
@@ -28,10 +32,12 @@ from stable_baselines3 import SAC
 
 from common import write_result
 
-from sb3_diffusion_il import DiffusionScoreIL, data, score_net
+from sb3_diffusion_il import DiffusionScoreIL, data
 from sb3_diffusion_il.benchmark import experts
 from sb3_diffusion_il.benchmark.compare import trainer_settings
 from sb3_diffusion_il.benchmark.tasks import get_task
+from sb3_diffusion_il.buffers import LearnerStateBuffer
+from sb3_diffusion_il.cost import PROFILE_STATES
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 NOISE_SCALES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
@@ -65,22 +71,17 @@ def ladder(env_id: str, model, episodes: int, seed: int) -> Dict[str, List[types
     return rungs
 
 
-def rank(trainer: DiffusionScoreIL, rungs: Dict[str, List[types.TrajectoryWithRew]], fit_steps: int) -> Dict[str, Any]:
-    """Each rung's cost under a learner score refitted on it, and the rank correlation."""
-    initial = copy.deepcopy(trainer.learner_score_net.state_dict())
+def rank(trainer: DiffusionScoreIL, rungs: Dict[str, List[types.TrajectoryWithRew]]) -> Dict[str, Any]:
+    """Each rung's cost after the trainer's own refit on that rung's states, and the rank correlation."""
     episode_returns, episode_rewards, rows = [], [], []
     for name, trajectories in rungs.items():
         per_episode = [trainer.features([t]) for t in trajectories]
-        states = th.as_tensor(np.concatenate(per_episode))
-        trainer.learner_score_net.load_state_dict(initial)
-        optimizer = trainer.score_opt_cls(trainer.learner_score_net.parameters(), **trainer.score_opt_kwargs)
-
-        def batch(n: int) -> th.Tensor:
-            return states[th.randint(0, len(states), (n,), generator=trainer.generator)]
-
-        score_net.fit(trainer.learner_score_net, trainer.schedule, batch, optimizer, fit_steps,
-                      trainer.demo_batch_size, trainer.generator)
+        states = np.concatenate(per_episode)
+        trainer.learner_buffer = LearnerStateBuffer(trainer.learner_buffer.capacity, states.shape[1])
+        trainer.learner_buffer.add(states)
+        trainer.train_learner_score()
         with th.no_grad():
+            trainer.reward_train.resample_timesteps(trainer.learner_buffer.sample(PROFILE_STATES))
             costs = [trainer.reward_train.cost(th.as_tensor(x)).numpy() for x in per_episode]
         returns = [float(t.rews.sum()) for t in trajectories]
         episode_returns += returns
@@ -96,7 +97,6 @@ def main() -> None:
     parser.add_argument("--expert", type=pathlib.Path, required=True, help="the expert's checkpoint directory")
     parser.add_argument("--variant", nargs="+", action="append", required=True, metavar="NAME [ARG=VALUE]")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per rung")
-    parser.add_argument("--fit-steps", type=int, default=1000, help="learner-score steps on each rung")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="file name in benchmarks/results")
     args = parser.parse_args()
@@ -110,11 +110,13 @@ def main() -> None:
         trainer = DiffusionScoreIL(demonstrations=demonstrations, venv=venv, gen_algo=SAC("MlpPolicy", venv),
                                    seed=args.seed, **settings)
         trainer.pretrain_expert(progress_bar=False)
+        # As train() does before its first round (a fresh refit replaces it; a warm one starts from it).
         trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
-        results[name] = {"settings": settings, **rank(trainer, rungs, args.fit_steps)}
+        results[name] = {"settings": settings, "learner_refit": trainer.learner_refit,
+                         "learner_fit_steps": trainer.learner_fit_steps, **rank(trainer, rungs)}
         print(name, round(results[name]["spearman"], 3), flush=True)
     write_result(RESULTS / args.out, {
-        "env_id": args.env, "episodes_per_rung": args.episodes, "fit_steps": args.fit_steps, "seed": args.seed,
+        "env_id": args.env, "episodes_per_rung": args.episodes, "seed": args.seed,
         "variants": results, "versions": experts.versions(),
     })
 

@@ -8,7 +8,9 @@ round runs the loop of ``DiffusionScoreIL`` with the RL step replaced by a few
 gradient steps on the policy's parameters (the 2-D points are its "states"):
 
 1. sample learner states and refit the learner score network on the newest
-   ones (warm-started, a sliding window: follow-the-leader);
+   ones (a sliding window: follow-the-leader), from new weights and a new
+   optimiser every round, as ``DiffusionScoreIL``'s default refit does
+   (``learner_refit="fresh"``);
 2. lower the mean cost ``c(x)`` of the policy's samples, the score networks frozen.
 
 The figure shows the cost landscape (blue: expert-like, reward ``-c`` high;
@@ -89,6 +91,13 @@ def sampler(x: th.Tensor, generator: th.Generator) -> Callable[[int], th.Tensor]
     return lambda n: x[th.randint(0, len(x), (n,), generator=generator)]
 
 
+def new_learner_score(expert: ScoreNetwork) -> ScoreNetwork:
+    """A learner score network with new weights, fed states normalised with the expert's statistics."""
+    learner = ScoreNetwork(2, HIDDEN_SIZES)
+    learner.set_normalization(expert.mean.numpy(), expert.std.numpy())
+    return learner
+
+
 def cost_grid(
     expert: ScoreNetwork, learner: ScoreNetwork, schedule: DiffusionSchedule, generator: th.Generator,
 ) -> np.ndarray:
@@ -104,7 +113,7 @@ def cost_grid(
 def train(n_rounds: int, seed: int) -> ToyRun:
     """Runs the toy loop; returns the snapshots and per-round costs the figure shows."""
     generator = th.Generator().manual_seed(seed)
-    th.manual_seed(seed)  # network initialisation
+    th.manual_seed(seed)  # network initialisation, the learner score's every round too
     schedule = DiffusionSchedule(1000)
     expert_states = sample_expert(8192, generator)
     expert = ScoreNetwork(2, HIDDEN_SIZES)
@@ -112,10 +121,6 @@ def train(n_rounds: int, seed: int) -> ToyRun:
     fit(expert, schedule, sampler(expert_states, generator), th.optim.AdamW(expert.parameters(), lr=1e-3),
         EXPERT_FIT_STEPS, BATCH, generator, progress_bar=True, description="expert score")
     expert.requires_grad_(False)
-    # As in DiffusionScoreIL, the learner score starts as a copy of the expert's.
-    learner = ScoreNetwork(2, HIDDEN_SIZES)
-    learner.load_state_dict(expert.state_dict())
-    learner_opt = th.optim.AdamW(learner.parameters(), lr=1e-3)
     policy = GaussianMixturePolicy(N_LEARNER_COMPONENTS, generator)
     policy_opt = th.optim.Adam(policy.parameters(), lr=0.05)
 
@@ -125,7 +130,10 @@ def train(n_rounds: int, seed: int) -> ToyRun:
     for round_ in tqdm(range(n_rounds), desc="round"):
         with th.no_grad():
             window = (window + [policy.sample(SAMPLES_PER_ROUND, generator)])[-WINDOW_ROUNDS:]
-        fit(learner, schedule, sampler(th.cat(window), generator), learner_opt, LEARNER_FIT_STEPS, BATCH, generator)
+        # The fresh refit: new weights and optimiser, fitted on the window of newest states.
+        learner = new_learner_score(expert)
+        fit(learner, schedule, sampler(th.cat(window), generator), th.optim.AdamW(learner.parameters(), lr=1e-3),
+            LEARNER_FIT_STEPS, BATCH, generator)
         with th.no_grad():
             costs.append([
                 float(diffusion_score_cost(expert, learner, schedule, x, COST_TIMESTEPS, generator).mean())
@@ -142,7 +150,6 @@ def train(n_rounds: int, seed: int) -> ToyRun:
             policy_opt.zero_grad()
             loss.backward()
             policy_opt.step()
-        learner.requires_grad_(True)
     return ToyRun(expert_states.numpy(), snapshots, np.array(costs))
 
 

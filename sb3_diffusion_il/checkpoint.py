@@ -1,10 +1,10 @@
 """Checkpoints of a training run: writing and reading them, the random-number states, saving every N rounds.
 
-A checkpoint is one file written by ``DiffusionScoreIL.save`` (score networks,
-their optimisers, the learner-state buffer, the round counter, the random
-states below and the SB3 learner with its replay buffer). Files are written
-under a temporary name and renamed, so a run killed at any moment leaves every
-``round_*.pt`` file whole.
+A checkpoint is one file written by ``DiffusionScoreIL.save`` (the settings,
+score networks, their optimisers, the learner-state buffer, the round counter,
+the random states below and the SB3 learner with its replay buffer). Files are
+written under a temporary name and renamed, so a run killed at any moment
+leaves every ``round_*.pt`` file whole.
 """
 
 import hashlib
@@ -13,7 +13,7 @@ import io
 import pathlib
 import random
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch as th
@@ -23,10 +23,21 @@ from stable_baselines3.common import base_class, vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_diffusion_il import data, relabel
+from sb3_diffusion_il.score_net import ScoreNetwork
+from sb3_diffusion_il.settings import Settings
 
 CHECKPOINT_PATTERN = re.compile(r"round_(\d+)\.pt")
-# Version of the file layout; `read` refuses others.
-CHECKPOINT_FORMAT = 2
+# Version of the file layout; `read` refuses others, but for format 2 (sb3-diffusion-il
+# 0.1.0), whose settings `_settings_of_format_2` reads where this version can resume them.
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (2, CHECKPOINT_FORMAT)
+# Options 0.1.0 had that this version has no more: the value each now always has.
+REMOVED_SETTINGS = {
+    "learner_refit": "fresh", "saturation_states": "newest", "reward_normalization": "mean_std",
+    "feature_std_floor": 0.0,
+}
+# The trainer's own arguments a checkpoint records beside its settings.
+TRAINER_ARGUMENTS = ("demo_batch_size", "gen_train_timesteps", "seed")
 
 
 def write(path: types.AnyPath, state: Dict[str, Any], venv: vec_env.VecEnv) -> None:
@@ -43,10 +54,10 @@ def read(path: types.AnyPath, venv: vec_env.VecEnv) -> Dict[str, Any]:
         state = th.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{path} is not a readable DiffusionScoreIL checkpoint ({e}).") from e
-    if state.get("format") != CHECKPOINT_FORMAT:
+    if state.get("format") not in READABLE_FORMATS:
         raise ValueError(
-            f"{path} has checkpoint format {state.get('format')}, this version reads "
-            f"format {CHECKPOINT_FORMAT}: save it again with this version of sb3-diffusion-il.",
+            f"{path} has checkpoint format {state.get('format')}, this version reads formats "
+            f"{list(READABLE_FORMATS)}: resume it with the version of sb3-diffusion-il that wrote it.",
         )
     if state["spaces"] != space_signature(venv):
         raise ValueError(
@@ -161,3 +172,81 @@ class CheckpointCallback:
         checkpoints = list_checkpoints(self.directory)
         for old in sorted(checkpoints)[: -self.keep]:
             checkpoints[old].unlink()
+
+
+def trainer_state(trainer: Any, include_learner: bool = True) -> Dict[str, Any]:
+    """Everything `load_trainer` needs to resume ``trainer`` (a ``DiffusionScoreIL``) where it stopped."""
+    return {
+        "settings": trainer.settings.to_dict(),
+        "trainer": {name: getattr(trainer, name) for name in TRAINER_ARGUMENTS},
+        "expert_config": trainer.expert_score_net.config(),
+        "learner_config": trainer.learner_score_net.config(),
+        "expert_state": trainer.expert_score_net.state_dict(),
+        "learner_state": trainer.learner_score_net.state_dict(),
+        "expert_opt": trainer.scores.expert_opt.state_dict(),
+        "learner_opt": trainer.scores.learner_opt.state_dict(),
+        "learner_buffer": trainer.learner_buffer.state_dict(),
+        "copy_expert_into_learner": trainer._copy_expert_into_learner,
+        "round": trainer._global_step,
+        "generator": trainer.generator.get_state(),
+        "generator_device": trainer.generator.device.type,
+        "global_rng": global_rng_state(),
+        "learner": learner_state(trainer.gen_algo) if include_learner else None,
+    }
+
+
+def load_trainer(cls: type, path: types.AnyPath, *, venv: vec_env.VecEnv,
+                 gen_algo: Optional[base_class.BaseAlgorithm] = None, **kwargs: Any) -> Any:
+    """The trainer of class ``cls`` saved at ``path``, ready to continue training.
+
+    :param venv: an environment of the task the checkpoint was made on
+    :param gen_algo: the learner; when None, the one saved (with its replay buffer), on ``venv``
+    :param kwargs: the trainer's other arguments (``demonstrations``, ``custom_logger``, ...)
+        and settings that override the saved ones
+    """
+    state = read(path, venv)
+    if gen_algo is None:
+        if state["learner"] is None:
+            raise ValueError(f"{path} was saved without the learner: pass gen_algo.")
+        gen_algo = restore_learner(state["learner"], venv)
+    if state["format"] == 2:
+        saved, arguments = _settings_of_format_2(state["settings"], path)
+    else:
+        saved, arguments = state["settings"], state["trainer"]
+    nets = []
+    for name in ("expert", "learner"):
+        net = ScoreNetwork(**state[f"{name}_config"])
+        net.load_state_dict(state[f"{name}_state"])
+        nets.append(net)
+    settings = Settings.from_dict(saved).__dict__
+    trainer = cls(venv=venv, gen_algo=gen_algo, expert_score_net=nets[0], learner_score_net=nets[1],
+                  **{**settings, **arguments, **kwargs})
+    trainer.scores.expert_opt.load_state_dict(state["expert_opt"])
+    trainer.scores.learner_opt.load_state_dict(state["learner_opt"])
+    trainer.learner_buffer.load_state_dict(state["learner_buffer"])
+    trainer._copy_expert_into_learner = state["copy_expert_into_learner"]
+    trainer._global_step = state["round"]
+    # Random states last: building the trainer above draws from them.
+    restore_generator(trainer.generator, state["generator"], state.get("generator_device", "cpu"))
+    set_global_rng_state(state["global_rng"])
+    return trainer
+
+
+def _settings_of_format_2(saved: Dict[str, Any], path: types.AnyPath) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The settings and trainer arguments of a checkpoint of sb3-diffusion-il 0.1.0 (format 2).
+
+    Settings older than the options themselves take the behaviour they were trained with
+    (the plain -c, every coordinate, the warm refit); a checkpoint that needs an option
+    this version no longer has is refused, naming the version that resumes it.
+    """
+    saved = {"reward_saturation": None, "drop_state_coordinates": (), "learner_refit": "warm", **saved}
+    for name, kept in REMOVED_SETTINGS.items():
+        value = saved.pop(name, kept)
+        if value != kept:
+            raise ValueError(
+                f"{path} was trained by sb3-diffusion-il 0.1.0 with {name}={value!r}, which this version no "
+                f"longer has (it always uses {kept!r}): resume it with `pip install sb3-diffusion-il==0.1.0`, "
+                "or start a new run.",
+            )
+    arguments = {name: saved.pop(name) for name in TRAINER_ARGUMENTS}
+    return saved, arguments

@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Tuple
 
 import gymnasium as gym
 import torch as th
+from imitation.rewards import reward_nets
 from imitation.rewards.reward_nets import RewardNet
 
 from sb3_diffusion_il import data, flatten
@@ -189,25 +190,9 @@ def quantile_timesteps(
     return t, proposal.mean() / proposal[t]
 
 
-# Quartiles of a normal distribution lie this many standard deviations apart.
-NORMAL_IQR = 1.349
-# Robustly standardised rewards are clipped at this many standard deviations.
-ROBUST_CLIP = 3.0
-
-
-def standardize(rewards: th.Tensor, std: float, robust: bool = False) -> th.Tensor:
-    """Shifts and scales a batch of rewards to mean 0 (median 0 if ``robust``) and standard deviation ``std``.
-
-    :param robust: centre on the median and scale by the interquartile range (as a
-        normal distribution's relates to its std), then clip at ``ROBUST_CLIP`` stds:
-        a few transitions of very high cost (an agent falling over) then do not
-        set the scale of everyone else's reward
-    """
-    if not robust:
-        return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8) * std
-    q1, median, q3 = th.quantile(rewards.float(), th.tensor([0.25, 0.5, 0.75], device=rewards.device))
-    spread = (q3 - q1) / NORMAL_IQR
-    return ((rewards - median) / (spread + 1e-8)).clamp(-ROBUST_CLIP, ROBUST_CLIP) * std
+def standardize(rewards: th.Tensor, std: float) -> th.Tensor:
+    """Shifts and scales a batch of rewards to mean 0 and standard deviation ``std``."""
+    return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8) * std
 
 
 def saturation_scale(learner_costs: th.Tensor, expert_costs: th.Tensor, quantile: float) -> float:
@@ -343,4 +328,63 @@ class DiffusionScoreReward(RewardNet):
         The switch walks every submodule, and a reward-wrapped env calls this at
         every step; no layer here behaves differently in training mode.
         """
+        return self(*self.preprocess(state, action, next_state, done))
+
+
+class TrainingReward(reward_nets.ForwardWrapper):
+    """The reward the learner trains on, one imitation ``RewardNet``: ``-c`` saturated and scaled.
+
+    Its value is ``tanh(-c / s) * std``: ``s`` (`new_round`) is the ``saturation``
+    quantile of the cost on the learner's newest states, at least the spread of
+    the cost over the expert's, so that states far costlier than the learner's
+    better ones, e.g. of a fallen pole, all get nearly the same reward, as under a
+    saturated discriminator (`saturation_scale`); ``std`` puts it on the learner's
+    scale. ``venv_wrapped`` pays ``predict_processed``; relabelled minibatches get
+    the same reward, each standardised to ``std`` (`minibatch`), as the reference does.
+
+    :param base: the cost estimate
+    :param saturation: the quantile that sets ``s``; None: the plain ``-c``
+    :param std: the reward's scale; None: none
+    """
+
+    def __init__(self, base: DiffusionScoreReward, saturation: Optional[float], std: Optional[float]):
+        super().__init__(base)
+        self.saturation, self.std = saturation, std
+        self.scale = 1.0
+        self.eval()  # nothing here depends on the mode; see predict_th
+
+    def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
+        return self.of_negative_cost(self.base(state, action, next_state, done))
+
+    def of_negative_cost(self, rewards: th.Tensor) -> th.Tensor:
+        """The reward of ``-c``."""
+        if self.saturation is not None:
+            rewards = th.tanh(rewards / self.scale)
+        return rewards if self.std is None else rewards * self.std
+
+    def cost_of(self, rewards: th.Tensor) -> th.Tensor:
+        """The cost ``c`` of rewards (`of_negative_cost`'s inverse; a cost beyond float
+        precision of saturation comes back as a large finite one)."""
+        if self.std is not None:
+            rewards = rewards / self.std
+        if self.saturation is not None:
+            rewards = th.atanh(rewards.clamp(-1 + 1e-6, 1 - 1e-6)) * self.scale
+        return -rewards
+
+    def minibatch(self, rewards: th.Tensor) -> th.Tensor:
+        """A relabelled minibatch's rewards, standardised to mean 0 and ``std``."""
+        return rewards if self.std is None else standardize(rewards, self.std)
+
+    def new_round(self, profiled: Optional[th.Tensor], learner: th.Tensor, expert: th.Tensor) -> None:
+        """The round's cost timesteps, profiled on the learner features ``profiled``
+        (None: none yet), and its saturation scale, from the costs of the learner's
+        newest features ``learner`` and of the expert's ``expert``."""
+        self.base.resample_timesteps(profiled)
+        if self.saturation is not None:
+            with th.no_grad():
+                costs = [self.base.cost(x) for x in (learner, expert)]
+            self.scale = saturation_scale(*costs, self.saturation)
+
+    def predict_th(self, state, action, next_state, done) -> th.Tensor:
+        """imitation's ``predict_th`` without its switch to eval mode and back (see the base's)."""
         return self(*self.preprocess(state, action, next_state, done))

@@ -15,7 +15,7 @@ the others keep a reward a few versions old.
 """
 
 import contextlib
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, ContextManager, Iterator, Optional, Tuple, Union
 
 import gymnasium as gym
 import numpy as np
@@ -23,8 +23,9 @@ import torch as th
 from imitation.rewards.reward_nets import RewardNet
 from imitation.util import networks
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples, TrainFrequencyUnit
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
-from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 
 Samples = Union[ReplayBufferSamples, DictReplayBufferSamples]
 RelabelFn = Callable[[Samples], th.Tensor]
@@ -34,6 +35,9 @@ UNSCORED = -1
 # (then at most e^-2, 14%, of them go undrawn), in blocks of this many slots.
 EAGER_DRAWS_PER_TRANSITION = 2
 SCORE_BLOCK = 4096
+# relabel_refresh="auto" recomputes the reward of one stored transition per this
+# many replay draws of a round (benchmarks/overhead.py measures what it costs).
+AUTO_REFRESH_DRAWS = 4
 
 
 def env_actions(actions: th.Tensor, action_space: gym.Space) -> th.Tensor:
@@ -213,3 +217,59 @@ def unpatched(buffer: Union[ReplayBuffer, DictReplayBuffer]) -> Iterator[None]:
         yield
     finally:
         buffer.__dict__.update(patched)
+
+
+class RoundRelabeling:
+    """Relabelling of an off-policy learner's replay minibatches with a reward that
+    changes once a round: each round is one `relabeled_sampling` context.
+
+    :param algo: the SB3 off-policy learner
+    :param reward_fn: the current reward of stored transitions
+    :param transform: applied to each relabelled minibatch's rewards
+    :param refresh: stored transitions rescored each round (the stalest first; the
+        others keep their reward of an earlier round); ``"auto"``: one per
+        ``AUTO_REFRESH_DRAWS`` transitions a round's minibatches draw; None: every
+        drawn transition carries the round's reward
+    """
+
+    def __init__(
+        self, algo: OffPolicyAlgorithm, reward_fn: RelabelFn, transform: Callable[[th.Tensor], th.Tensor],
+        refresh: Union[int, str, None],
+    ):
+        check_relabelable(algo.replay_buffer)
+        self.algo, self.reward_fn, self.transform, self.refresh = algo, reward_fn, transform, refresh
+        # The round whose reward each slot of the buffer holds, for the buffer it was kept for.
+        self._scored_at: Optional[Tuple[object, np.ndarray]] = None
+
+    def expected_draws(self, total_timesteps: int) -> Optional[int]:
+        """Transitions the learner's minibatches draw in ``total_timesteps`` env steps.
+
+        None where SB3 trains per episode, whose count is not known ahead.
+        """
+        algo = self.algo
+        if algo.train_freq.unit != TrainFrequencyUnit.STEP:
+            return None
+        steps_per_rollout = algo.train_freq.frequency * algo.get_env().num_envs
+        gradient_steps = algo.gradient_steps if algo.gradient_steps >= 0 else steps_per_rollout
+        return total_timesteps // steps_per_rollout * gradient_steps * algo.batch_size
+
+    def round(self, total_timesteps: int, version: Callable[[], int]) -> ContextManager[None]:
+        """The context of a round of ``total_timesteps`` env steps whose reward is ``version()``'s.
+
+        The learner collects on an env paying the round's reward, so new transitions
+        are stored with their current reward.
+        """
+        buffer = self.algo.replay_buffer
+        expected_draws = self.expected_draws(total_timesteps)
+        refresh = self.refresh
+        if refresh == "auto":
+            refresh = None if expected_draws is None else max(1, expected_draws // AUTO_REFRESH_DRAWS)
+        scored_at = None
+        if refresh is not None:
+            if self._scored_at is None or self._scored_at[0] is not buffer:
+                self._scored_at = (buffer, new_scored_at(buffer))
+            scored_at = self._scored_at[1]
+        return relabeled_sampling(
+            buffer, self.reward_fn, self.transform, version=version, expected_draws=expected_draws,
+            stores_current_rewards=True, scored_at=scored_at, refresh=refresh,
+        )

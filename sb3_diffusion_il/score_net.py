@@ -5,14 +5,16 @@
 ``E_{x_0, t ~ U[0, T), eps} ||eps_theta(x_t, t) - eps||^2``.
 """
 
+import contextlib
 import math
-from typing import Any, Callable, Dict, Optional, Sequence, Type
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Type
 
 import numpy as np
 import torch as th
 from torch import nn
 from tqdm.auto import tqdm
 
+from sb3_diffusion_il.buffers import LearnerStateBuffer
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 
 ACTIVATIONS: Dict[str, Optional[Type[nn.Module]]] = {
@@ -158,3 +160,72 @@ def fit(
     net.fitted_steps += n_steps
     net.eval()
     return total / max(n_steps, 1)
+
+
+@contextlib.contextmanager
+def torch_rng_seeded_from(generator: th.Generator) -> Iterator[None]:
+    """Torch's global RNG, which layer initialisation draws from, seeded from ``generator``
+    for the block and restored after it; the GPUs' too where CUDA is in use (layers on a
+    GPU draw from them). Not `th.manual_seed`: before CUDA starts, it queues a seed that
+    would outlive the block."""
+    seed = int(th.randint(2**62, (), generator=generator, device=generator.device).item())
+    gpus = range(th.cuda.device_count()) if th.cuda.is_initialized() else []
+    with th.random.fork_rng(devices=gpus):
+        th.default_generator.manual_seed(seed)
+        if gpus:
+            th.cuda.manual_seed_all(seed)
+        yield
+
+
+class ScorePair:
+    """The method's two score networks and their fitting.
+
+    The expert score is fitted once on the demonstrations' features, then frozen.
+    The learner score is refitted every round on the learner-state buffer (the
+    features of the learner's newest states: follow-the-leader), from new weights
+    and a new optimiser, as the reference does; both standardise features with
+    the expert's statistics, since the cost feeds them the same inputs.
+
+    :param expert: the expert score network
+    :param learner: the learner score network
+    :param schedule: the diffusion schedule both are fitted with
+    :param opt_cls: their optimiser
+    :param opt_kwargs: its keyword arguments
+    :param batch_size: rows per gradient step
+    :param learner_buffer: the learner's features
+    :param generator: random source of batches, noise and new weights
+    """
+
+    def __init__(
+        self, expert: ScoreNetwork, learner: ScoreNetwork, schedule: DiffusionSchedule,
+        opt_cls: Type[th.optim.Optimizer], opt_kwargs: Dict[str, Any], batch_size: int,
+        learner_buffer: LearnerStateBuffer, generator: th.Generator,
+    ):
+        self.expert, self.learner, self.schedule = expert, learner, schedule
+        self.opt_cls, self.opt_kwargs, self.batch_size = opt_cls, opt_kwargs, batch_size
+        self.learner_buffer, self.generator = learner_buffer, generator
+        self.expert_opt = opt_cls(expert.parameters(), **opt_kwargs)
+        self.learner_opt = opt_cls(learner.parameters(), **opt_kwargs)
+
+    def fit_expert(self, x: th.Tensor, n_steps: int, progress_bar: bool = False) -> float:
+        """``n_steps`` gradient steps on batches of the expert's features ``x``; returns their mean loss."""
+
+        def batch(n: int) -> th.Tensor:
+            return x[th.randint(0, len(x), (n,), generator=self.generator, device=x.device)]
+
+        return fit(self.expert, self.schedule, batch, self.expert_opt, n_steps, self.batch_size, self.generator,
+                   progress_bar, "expert score")
+
+    def refit_learner(self, n_steps: int) -> float:
+        """Fits the learner score anew on the learner's features; returns the mean loss."""
+        device = self.learner.mean.device
+
+        def batch(n: int) -> th.Tensor:
+            return self.learner_buffer.sample(n, None).to(device)
+
+        with torch_rng_seeded_from(self.generator):
+            for layer in self.learner.mlp:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        self.learner_opt = self.opt_cls(self.learner.parameters(), **self.opt_kwargs)
+        return fit(self.learner, self.schedule, batch, self.learner_opt, n_steps, self.batch_size, self.generator)
