@@ -46,8 +46,8 @@ def main() -> None:
     trainer.train(args.rounds * trainer.gen_train_timesteps, progress_bar=False)
     states = trainer.learner_buffer.newest(trainer.gen_train_timesteps)
     with th.no_grad():
-        costs = trainer.reward_train.cost(th.as_tensor(states)).numpy()
-        expert = trainer.reward_train.cost(trainer.expert_heldout).numpy()
+        costs = trainer.reward_train.base.cost(th.as_tensor(states)).numpy()
+        expert = trainer.reward_train.base.cost(trainer.expert_heldout).numpy()
     angle = np.abs(states[:, ANGLE])
     rows = []
     for low, high in zip(BINS[:-1], BINS[1:]):

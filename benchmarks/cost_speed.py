@@ -7,7 +7,8 @@ state) on random states of ``--dim`` coordinates (17: HalfCheetah-v4), one
 thread. Each figure is the least of ``--repeats`` timings, which a busy
 machine disturbs far less than a mean. A batch of 1 is what the reward-wrapped
 env scores at every env step; 256 a SAC minibatch (of which a round's later
-ones have only a few states not yet scored); 4,096 a block scored up front. Each arithmetic is timed at every batch size, also below
+ones have only a few states not yet scored); 4,096 a block scored up front.
+Each arithmetic is timed at every batch size, also below
 ``cost.BFLOAT16_MIN_STATES``, where the reward itself keeps float32. Prints
 and writes ``benchmarks/results/cost-speed.json``.
 """

@@ -118,7 +118,8 @@ def main() -> None:
         # Once a round, shared by every state scored in it (a round of 1,000 SAC steps
         # scores up to 256,000 minibatch states; this benchmark scores 4,096).
         "production_profile_evaluations": reward.evaluations_per_profile,
-        "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states} --precision {args.precision}",
+        "command": f"python benchmarks/fidelity.py --env {args.env} --states {args.states} "
+                   f"--precision {args.precision}",
     }
     suffix = "" if args.precision == "auto" else f"-{args.precision}"
     write_result(RESULTS / f"fidelity-{data.demo_path(args.env).stem}{suffix}.json", result)

@@ -47,7 +47,8 @@ def main() -> None:
 
     variants = {
         "stratified, 24 timesteps": lambda: diffusion_score_cost(*nets, x, 2 * TIMESTEPS, g),
-        "stratified, 12 timesteps x antithetic pair": lambda: diffusion_score_cost(*nets, x, TIMESTEPS, g, antithetic=True),
+        "stratified, 12 timesteps x antithetic pair": (
+            lambda: diffusion_score_cost(*nets, x, TIMESTEPS, g, antithetic=True)),
         **{
             f"shared importance-sampled, 12 timesteps x antithetic pair, spread weight {w}": (lambda w=w: importance(w))
             for w in SPREAD_WEIGHTS

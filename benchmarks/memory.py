@@ -54,7 +54,7 @@ def main() -> None:
         trainer.learner_buffer.add(rng.normal(0.5, 1.0, size=(per_round, dim)).astype(np.float32))
         trainer.train_learner_score()
         with th.no_grad():
-            trainer.reward_train.cost(trainer.learner_buffer.sample(SCORED_STATES))
+            trainer.reward_train.base.cost(trainer.learner_buffer.sample(SCORED_STATES))
         if r == 0:
             rss["after_round_1"] = rss_mib()
         if trainer.learner_buffer.full and "buffer_first_full" not in rss:

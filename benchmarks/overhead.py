@@ -1,6 +1,7 @@
 """Overhead of DiffusionScoreIL + SAC over plain SAC on the true reward, per env step.
 
-    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...] [--device cpu] [--out NAME]
+    python benchmarks/overhead.py [--envs HalfCheetah-v4 Pendulum-v1] [--steps 2000] [--repeats 2] [--fill 50000 ...] \
+        [--device cpu] [--out NAME]
 
 Both learners use SB3's default SAC settings on one env, in this one process,
 alternating so that drift in the machine's speed hits both alike. Speed is

@@ -1,6 +1,7 @@
 """Imitation quality before and after a harness change: archived results against current ones.
 
-    python benchmarks/quality.py [--before benchmarks/results/harness-v1] [--after benchmarks/results] [--out quality.json]
+    python benchmarks/quality.py [--before benchmarks/results/harness-v1] [--after benchmarks/results] \
+        [--out quality.json]
 
 For every task and method present in both, and at half and all of the
 budget (the report's fractions), prints the IQM of the normalised return over

@@ -15,8 +15,7 @@ ladder costs every rung more than the one above it: the figures are Spearman's
 rank correlation between episodes' true returns and their mean rewards (-cost),
 over all episodes of all rungs, and the rungs' mean costs. Each ``--variant NAME
 [ARG=VALUE ...]`` sets DiffusionScoreIL arguments as ``compare --set`` does
-(``learner_fit_steps=1000`` for a longer refit; with ``learner_refit=warm`` each
-rung's refit continues from the previous rung's network).
+(``learner_fit_steps=1000`` for a longer refit).
 """
 
 import argparse
@@ -81,8 +80,8 @@ def rank(trainer: DiffusionScoreIL, rungs: Dict[str, List[types.TrajectoryWithRe
         trainer.learner_buffer.add(states)
         trainer.train_learner_score()
         with th.no_grad():
-            trainer.reward_train.resample_timesteps(trainer.learner_buffer.sample(PROFILE_STATES))
-            costs = [trainer.reward_train.cost(th.as_tensor(x)).numpy() for x in per_episode]
+            trainer.reward_train.base.resample_timesteps(trainer.learner_buffer.sample(PROFILE_STATES))
+            costs = [trainer.reward_train.base.cost(th.as_tensor(x)).numpy() for x in per_episode]
         returns = [float(t.rews.sum()) for t in trajectories]
         episode_returns += returns
         episode_rewards += [-float(c.mean()) for c in costs]
@@ -110,10 +109,8 @@ def main() -> None:
         trainer = DiffusionScoreIL(demonstrations=demonstrations, venv=venv, gen_algo=SAC("MlpPolicy", venv),
                                    seed=args.seed, **settings)
         trainer.pretrain_expert(progress_bar=False)
-        # As train() does before its first round (a fresh refit replaces it; a warm one starts from it).
-        trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
-        results[name] = {"settings": settings, "learner_refit": trainer.learner_refit,
-                         "learner_fit_steps": trainer.learner_fit_steps, **rank(trainer, rungs)}
+        results[name] = {"settings": settings, "learner_fit_steps": trainer.settings.learner_fit_steps,
+                         **rank(trainer, rungs)}
         print(name, round(results[name]["spearman"], 3), flush=True)
     write_result(RESULTS / args.out, {
         "env_id": args.env, "episodes_per_rung": args.episodes, "seed": args.seed,

@@ -9,8 +9,7 @@ gradient steps on the policy's parameters (the 2-D points are its "states"):
 
 1. sample learner states and refit the learner score network on the newest
    ones (a sliding window: follow-the-leader), from new weights and a new
-   optimiser every round, as ``DiffusionScoreIL``'s default refit does
-   (``learner_refit="fresh"``);
+   optimiser every round, as ``DiffusionScoreIL``'s refit does;
 2. lower the mean cost ``c(x)`` of the policy's samples, the score networks frozen.
 
 The figure shows the cost landscape (blue: expert-like, reward ``-c`` high;

@@ -24,18 +24,17 @@ from stable_baselines3 import DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 import sb3_diffusion_il
-from sb3_diffusion_il import commands, data
+from sb3_diffusion_il import commands, data, settings
+# The benchmark suite's own commands (make-demos, compare, plot) and its task registry
+# (whether a task's episodes can end early); train and evaluate use nothing else of it.
 from sb3_diffusion_il.benchmark import compare, experts, report, tasks
 from sb3_diffusion_il.trainer import DiffusionScoreIL
 
 PROG = "sb3-diffusion-il"
 ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "dqn": DQN, "ppo": PPO}
-# Learners with an entropy temperature (see compare.LEARNERS).
-ENTROPY_ALGOS = ("sac", "tqc")
 POLICY_FILE, TRAINER_FILE, RUN_FILE = "policy.zip", "trainer.pt", "run.json"
 EVAL_SEED = 10_000  # evaluation episodes never share seeds with training ones
 
@@ -101,21 +100,6 @@ def resolve_demonstrations(source: str, env_id: Optional[str] = None) -> Demonst
     return Demonstrations(source, data.load_demonstrations(source), data.expert_stats(source))
 
 
-def learner_kwargs(algo: str, env_id: str) -> Dict[str, Any]:
-    """The comparison harness's SAC settings for ``env_id``, less those ``algo`` lacks.
-
-    PPO keeps SB3's defaults, as does a task whose harness learner is not SAC;
-    TD3 and DDPG have no entropy temperature.
-    """
-    harness = compare.learner(env_id)
-    if not issubclass(ALGOS[algo], OffPolicyAlgorithm) or harness.algo != "SAC":
-        return {}
-    kwargs = dict(harness.kwargs)
-    if algo not in ENTROPY_ALGOS:
-        kwargs.pop("ent_coef", None)
-    return kwargs
-
-
 def evaluation_env(env_id: str, seed: int) -> VecEnv:
     """The task's env for evaluation episodes, seeded apart from training."""
     return make_vec_env(env_id, n_envs=1, seed=EVAL_SEED + seed)
@@ -154,12 +138,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/train"),
                         help="output folder (default: runs/train)")
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard events to OUTPUT/logs")
-    parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default="state",
-                        help="what is diffused (default: state, which needs no expert actions)")
     parser.add_argument("--round-steps", type=commands.positive_int, default=None,
                         help="learner env steps per round (default: 1000 off-policy, one rollout for PPO)")
-    parser.add_argument("--expert-fit-steps", type=commands.positive_int, default=10_000,
-                        help="gradient steps of the expert score network (default: 10000)")
+    settings.add_flags(parser)
     parser.add_argument("--eval-episodes", type=commands.non_negative_int, default=10,
                         help="true-return episodes after training (default: 10; 0: none)")
     commands.add_progress_bar_argument(parser)
@@ -172,24 +153,22 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     except ValueError as e:
         parser.error(str(e))
     venv = make_vec_env(demos.env_id, n_envs=1, seed=args.seed)
-    kwargs = learner_kwargs(args.algo, demos.env_id)
-    learner = ALGOS[args.algo]("MlpPolicy", venv, seed=args.seed, **kwargs)
+    learner = ALGOS[args.algo]("MlpPolicy", venv, seed=args.seed)  # SB3's defaults, as a user's own
     log_formats = ["csv", "tensorboard"] if args.tensorboard else ["csv"]
     try:
         trainer = DiffusionScoreIL(
             demonstrations=demos.trajectories,
             venv=venv,
             gen_algo=learner,
-            conditioning=args.conditioning,
-            expert_fit_steps=args.expert_fit_steps,
             gen_train_timesteps=args.round_steps,
             custom_logger=imit_logger.configure(args.output / "logs", log_formats),
             log_dir=args.output / "logs",
             init_tensorboard=args.tensorboard,
             allow_variable_horizon=not tasks.get_task(demos.env_id).fixed_horizon,
             seed=args.seed,
+            **settings.given_flags(args),
         )
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         parser.error(str(e))
     if args.timesteps < trainer.gen_train_timesteps:
         parser.error(
@@ -205,7 +184,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         "demonstrations": args.demonstrations,
         "timesteps": learner.num_timesteps,
         "seed": args.seed,
-        "learner_kwargs": kwargs,
+        "settings": trainer.settings.to_dict(),
         "reference_returns": demos.manifest and {
             key: demos.manifest[key] for key in ("expert_return_mean", "random_return_mean")
         },

@@ -138,7 +138,8 @@ def loss_gaps(
 
 
 def _gap(
-    expert: ScoreNetwork, learner: ScoreNetwork, schedule: DiffusionSchedule, x0: th.Tensor, t: th.Tensor, eps: th.Tensor,
+    expert: ScoreNetwork, learner: ScoreNetwork, schedule: DiffusionSchedule, x0: th.Tensor, t: th.Tensor,
+    eps: th.Tensor,
 ) -> th.Tensor:
     x_t = schedule.noise(x0, t, eps)
     return denoising_errors(expert, x_t, t, eps) - denoising_errors(learner, x_t, t, eps)

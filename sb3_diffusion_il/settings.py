@@ -49,8 +49,9 @@ def _check_drop(name: str, value: Any) -> None:
         if value != UNBOUNDED_POSITIONS:
             raise ValueError(f"{name}={value!r}: give the coordinates' indices or {UNBOUNDED_POSITIONS!r}.")
         return
-    for i in value:
-        check_int(f"{name} entry", i, minimum=0)
+    wrong = [i for i in value if isinstance(i, bool) or not isinstance(i, numbers.Integral)]
+    if wrong:
+        raise TypeError(f"{name}={list(value)}: {wrong} are not coordinate indices (integers).")
 
 
 def _check_mapping(name: str, value: Any) -> None:
@@ -232,7 +233,6 @@ def markdown_table() -> str:
     rows = ["| setting | default | what it does |", "|---|---|---|"]
     for field in dataclasses.fields(Settings):
         default = _default(field.name)
-        if isinstance(default, type):
-            default = f"{default.__module__}.{default.__qualname__}"
-        rows.append(f"| `{field.name}` | `{default!r}` | {field.metadata['help']} |")
+        shown = f"torch.optim.{default.__qualname__}" if isinstance(default, type) else repr(default)
+        rows.append(f"| `{field.name}` | `{shown}` | {field.metadata['help']} |")
     return "\n".join(rows)

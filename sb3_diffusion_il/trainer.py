@@ -69,9 +69,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     :param allow_variable_horizon: allow episodes of different lengths (see
         imitation's warning on why this biases imitation)
     :param seed: seed of score-network initialisation, fitting and cost noise
-    :param method_settings: the method's settings, each a field of
-        `sb3_diffusion_il.settings.Settings` (``conditioning``, ``diffusion_steps``,
-        ``reward_std``, ...), where each is documented and validated
+    :param method_settings: the method's settings (``conditioning``, ``reward_std``, ...):
+        the fields of `sb3_diffusion_il.settings.Settings`, where each is documented
     """
 
     venv_wrapped: vec_env.VecEnvWrapper
@@ -99,8 +98,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         settings.check_int("demo_batch_size", demo_batch_size)
         if gen_train_timesteps is not None:
             settings.check_int("gen_train_timesteps", gen_train_timesteps)
-        _check_learner(gen_algo, venv)
         self.features_of = Features(venv, self.settings.conditioning, self.settings.drop_state_coordinates)
+        _check_learner(gen_algo, venv)
         self.venv, self.gen_algo, self.seed = venv, gen_algo, seed
         self.demo_batch_size = demo_batch_size
         self.generator = th.Generator(device=gen_algo.device)
@@ -171,7 +170,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                     f"{name} models {net.dim}-dimensional data, but conditioning="
                     f"{self.settings.conditioning!r} gives {dim}-dimensional features: build it with dim={dim}.",
                 )
-        self.expert_score_net, self.learner_score_net = expert.to(self.gen_algo.device), learner.to(self.gen_algo.device)
+        self.expert_score_net, self.learner_score_net = (net.to(self.gen_algo.device) for net in (expert, learner))
         if not expert.is_fitted:
             expert.set_normalization(*self.features_of.normalization(self.expert_data))
         if not learner.is_fitted:
@@ -353,15 +352,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             self._summary_writer.add_histogram("diffusion/cost_learner", cost_learner, self._global_step)
 
     def save(self, path: types.AnyPath, include_learner: bool = True) -> None:
-        """Writes a checkpoint to ``path`` atomically (a temporary file, then a rename).
-
-        It holds the settings, the score networks and their optimiser states, the
-        learner-state buffer, the round counter, the random states (this trainer's and
-        the process-wide torch/NumPy/Python ones SB3 draws from) and, unless
-        ``include_learner=False``, the SB3 learner with its replay buffer, so that
-        `load` resumes training where it stopped. Episodes in progress are not
-        saved (SB3 cannot save environments): a resumed run starts new ones.
-        """
+        """Writes a checkpoint that `load` resumes training from to ``path``, atomically
+        (`checkpoint.trainer_state` lists what it holds: the SB3 learner with its replay
+        buffer unless ``include_learner=False``). Episodes in progress are not saved (SB3
+        cannot save environments): a resumed run starts new ones."""
         checkpoint.write(path, checkpoint.trainer_state(self, include_learner), self.venv)
 
     @classmethod
@@ -376,12 +370,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     ) -> "DiffusionScoreIL":
         """Rebuilds a trainer from a `save` checkpoint, ready to continue training.
 
-        :param path: the checkpoint
-        :param demonstrations: the expert data of the run (the saved expert score is
-            reused; the data is needed for logging the held-out loss)
+        :param demonstrations: the expert data of the run (its saved expert score is reused)
         :param venv: an environment of the task the checkpoint was made on
-        :param gen_algo: the learner; when None, the one saved in the checkpoint
-            (with its replay buffer) is restored on ``venv``
+        :param gen_algo: the learner; when None, the one saved (with its replay buffer), on ``venv``
         :param kwargs: the trainer's other arguments, and settings that override the saved ones
         """
         return checkpoint.load_trainer(cls, path, demonstrations=demonstrations, venv=venv, gen_algo=gen_algo,

@@ -47,7 +47,7 @@ def test_off_policy_learner_on_cuda(pendulum_trajectories, conditioning):
 
 def test_fresh_refit_leaves_the_global_rngs_as_they_were(pendulum_trajectories):
     # No fitting steps: their batches draw from the global RNG, which checkpoints save.
-    trainer = make_trainer(make_sac("cuda"), pendulum_trajectories, learner_refit="fresh", learner_fit_steps=0)
+    trainer = make_trainer(make_sac("cuda"), pendulum_trajectories, learner_fit_steps=0)
     trainer.train(200, progress_bar=False)
     cpu, gpu = th.get_rng_state(), th.cuda.get_rng_state()
     before = trainer.learner_score_net.mlp[0].weight.clone()

@@ -1,7 +1,7 @@
 """The comparison harness and its report: cells, skipping, outdated files, the table."""
 
+import dataclasses
 import functools
-import inspect
 import json
 import pathlib
 import re
@@ -76,7 +76,7 @@ def test_cells_made_with_an_earlier_default_keep_its_setting(tmp_path):
 
 
 def today_default(name):
-    return inspect.signature(compare.DiffusionScoreIL).parameters[name].default
+    return compare.trainer_defaults()[name]
 
 
 def test_default_changes_name_defaults_that_changed():
@@ -181,9 +181,11 @@ def test_diffusion_score_cell_records_settings_other_than_the_defaults(tmp_path,
         compare.DiffusionScoreIL, expert_fit_steps=20, learner_fit_steps=2,
     ))
     cell = compare.Cell("diffusion_score", "Pendulum-v1", 0, 1000)
-    settings = {"relabel_refresh": 300, "reward_normalization": "robust"}
+    settings = {"relabel_refresh": 300, "cost_timesteps": 8}
     result = compare.run_cell(cell, tmp_path, tmp_path / "logs", settings)
-    assert result["variant"].endswith(", relabel_refresh=300, reward_normalization=robust")
+    assert result["variant"].endswith(", relabel_refresh=300, cost_timesteps=8")
+    assert result["settings"] == {"relabel_refresh": "300", "cost_timesteps": "8"}
+    assert compare.settings_of(result) == {"cost_timesteps": "8", "relabel_refresh": "300"}
     assert [steps for steps, _, _ in result["curve"]] == [0, 500, 1000]
 
 
@@ -192,12 +194,12 @@ def test_command_line_passes_only_the_settings_it_names(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "run_cells", lambda *args: passed.append(args[5]) or [])
     base = ["--tasks", "Pendulum-v1", "--results-dir", str(tmp_path)]
     compare.main(base)
-    compare.main(base + ["--reward-normalization", "robust", "--debug-use-ground-truth", "--reward-std", "1"])
+    compare.main(base + ["--debug-use-ground-truth", "--reward-std", "1"])
     compare.main(base + ["--conditioning", "state_action"])
     compare.main(base + ["--reward-saturation", "none"])
     compare.main(base + ["--reward-saturation", "0.5"])
     assert passed == [
-        {}, {"reward_std": 1.0, "reward_normalization": "robust", "debug_use_ground_truth": True},
+        {}, {"reward_std": 1.0, "debug_use_ground_truth": True},
         {"conditioning": "state_action"}, {"reward_saturation": None}, {"reward_saturation": 0.5},
     ]
 
@@ -296,8 +298,8 @@ def test_ablation_rows_name_each_variant_and_the_command_that_makes_it(tmp_path)
     for seed in range(3):
         write(base, fake_result("diffusion_score", seed, -200.0, variant=DEFAULTS_VARIANT))
         write(base, fake_result("gail", seed, -1500.0, variant="gail (state-only reward) + SAC"))
-        write(raw, fake_result("diffusion_score", seed, -200.0,
-                               variant=DEFAULTS_VARIANT + ", feature_std_floor=None, score_opt_kwargs={'a': 1, 'b': 2}"))
+        variant = DEFAULTS_VARIANT + ", feature_std_floor=None, score_opt_kwargs={'a': 1, 'b': 2}"
+        write(raw, fake_result("diffusion_score", seed, -200.0, variant=variant))
     markdown = ablation.ablation(["Pendulum-v1"], [("defaults", base), ("raw", raw)], ["gail"])
     lines = markdown.splitlines()
     expert = report.normalized(fake_result("diffusion_score", 0, -200.0), -200.0)
@@ -327,3 +329,52 @@ def test_docs_ablation_table_is_what_the_committed_results_give(monkeypatch, cap
     ablation.main(argv)
     table = capsys.readouterr().out.split("-->", 1)[1].strip()
     assert table in page, f"run `python -m sb3_diffusion_il.benchmark.ablation {written_by.group(1)}`"
+
+
+# -- the long track ---------------------------------------------------------------------
+
+
+def test_long_track_reports_steps_to_the_expert():
+    def long_result(method, seed, normalized_curve):
+        budget = compare.LONG_BUDGET
+        reference = compare.reference_returns("seals/Hopper-v1")
+        returns = [reference["random"] + v * (reference["expert"] - reference["random"]) for v in normalized_curve]
+        steps = np.linspace(0, budget, len(returns)).astype(int).tolist()
+        return {"method": method, "env_id": "seals/Hopper-v1", "seed": seed, "budget": budget, "track": "long",
+                "reference_returns": reference, "curve": [[s, r, 0.0] for s, r in zip(steps, returns)],
+                "final_return": returns[-1]}
+
+    results = {"seals/Hopper-v1": {
+        "diffusion_score": {0: long_result("diffusion_score", 0, [0, 0.5, 0.95, 1.0]),
+                            1: long_result("diffusion_score", 1, [0, 0.2, 0.4, 0.5])},
+        "rl": {0: long_result("rl", 0, [0, 0.91, 1.0, 1.0]), 1: long_result("rl", 1, [0, 0.3, 0.92, 1.0])},
+    }}
+    markdown = report.steps_to_expert(results)
+    # diffusion_score: 200,000 and never (median past the budget); rl: 100,000 and 200,000 (median 150,000).
+    assert "| seals/Hopper-v1 | 200,000, – (–) | 100,000, 200,000 (150,000) | – |" in markdown
+    results["seals/Hopper-v1"]["diffusion_score"][1] = long_result("diffusion_score", 1, [0, 0.9, 0.9, 0.9])
+    assert "100,000, 200,000 (150,000) | 1.00 |" in report.steps_to_expert(results)
+
+
+def test_long_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setitem(compare.TRACKS, "long", dataclasses.replace(
+        compare.TRACKS["long"], checkpoint_every=200, n_eval_points=3, default_learner=compare.Learner("SAC")))
+    monkeypatch.setattr(compare, "ROUND_STEPS", 200)
+    monkeypatch.setattr(compare, "N_EVAL_EPISODES", 1)
+    cell = compare.Cell("rl", "Pendulum-v1", 0, 600, "long")
+    saves = []
+    original = compare.CellCheckpoints.save
+
+    def save_then_stop(self, trainer, steps, progress):
+        original(self, trainer, steps, progress)
+        saves.append(steps)
+        if steps == 400 and len(saves) == 2:
+            raise KeyboardInterrupt  # the session ends
+    monkeypatch.setattr(compare.CellCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        compare.train_cell(cell, tmp_path / "logs", work_dir=tmp_path / "work")
+    kept = sorted(p.name for p in (tmp_path / "work").rglob("*") if p.is_file())
+    assert kept == ["0000400.json", "0000400.pt"]  # the older pair deleted once the newer was whole
+    result = compare.train_cell(cell, tmp_path / "logs", work_dir=tmp_path / "work")
+    assert result["resumed_from"] == 400 and result["track"] == "long"
+    assert [steps for steps, _, _ in result["curve"]] == [0, 200, 400, 600]

@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from sb3_diffusion_il import DiffusionSchedule, DiffusionScoreReward, ScoreNetwork, diffusion_score_cost
-from sb3_diffusion_il.cost import ROBUST_CLIP, native_bfloat16, quantile_timesteps, standardize, timestep_proposal
+from sb3_diffusion_il.cost import native_bfloat16, quantile_timesteps, standardize, timestep_proposal
 from sb3_diffusion_il.score_net import fit
 from test_diffusion import gaussian_optimal_eps
 
@@ -165,15 +165,3 @@ def test_standardize():
     assert float(r.std(unbiased=False)) == pytest.approx(0.1, rel=1e-4)
 
 
-def test_robust_standardize_is_not_squeezed_by_outliers():
-    generator = th.Generator().manual_seed(0)
-    typical = th.randn(250, generator=generator) * 5 + 3
-    rewards = th.cat([typical, th.full((6,), -1e4)])  # a few states of an agent falling over
-    r = standardize(rewards, 0.1, robust=True)
-    # The typical rewards keep roughly the target spread (plain standardisation shrinks them ~100x) ...
-    assert float(r[:250].std(unbiased=False)) == pytest.approx(0.1, rel=0.2)
-    assert float(standardize(rewards, 0.1)[:250].std(unbiased=False)) < 0.005
-    # ... the outliers are clipped at ROBUST_CLIP stds, still the lowest, and the order is kept.
-    assert th.allclose(r[250:], th.tensor(-ROBUST_CLIP * 0.1))
-    assert float(r.abs().max()) <= ROBUST_CLIP * 0.1 + 1e-6
-    assert bool((th.argsort(r[:250]) == th.argsort(typical)).all())

@@ -170,3 +170,11 @@ def test_mentioned_paths_exist(page):
 def test_images_are_small():
     for image in (ROOT / "docs" / "img").glob("*.png"):
         assert image.stat().st_size < MAX_IMAGE_BYTES, f"{image} is larger than {MAX_IMAGE_BYTES} bytes"
+
+
+def test_settings_table_is_generated_from_the_settings():
+    from sb3_diffusion_il import settings
+
+    text = (ROOT / "docs" / "settings.md").read_text()
+    table = text.split("<!-- settings:start -->\n", 1)[1].split("\n<!-- settings:end -->", 1)[0]
+    assert table == settings.markdown_table()

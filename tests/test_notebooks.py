@@ -15,4 +15,5 @@ def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_BUDGET", "1000")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    resources = {"metadata": {"path": str(EXAMPLES)}}
+    NotebookClient(notebook, timeout=900, kernel_name="python3", resources=resources).execute()

@@ -1,4 +1,3 @@
-import gymnasium as gym
 import pytest
 import seals  # noqa: F401  (registers the seals/* tasks)
 from stable_baselines3.common.env_util import make_vec_env

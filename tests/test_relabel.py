@@ -15,7 +15,8 @@ ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
 def filled_buffer(size=40, n_envs=1, n_added=20, **kwargs):
-    """A replay buffer (``size`` transitions over all envs) whose transition i of env e has observation (i, e, 0), next observation (i + 0.5, e, 0)."""
+    """A replay buffer (``size`` transitions over all envs) whose transition i of env e
+    has observation (i, e, 0), next observation (i + 0.5, e, 0)."""
     buffer = ReplayBuffer(size, OBS_SPACE, ACT_SPACE, device="cpu", n_envs=n_envs, **kwargs)
     for i in range(n_added):
         add(buffer, i)

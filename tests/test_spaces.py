@@ -154,7 +154,9 @@ def test_state_action_with_discrete_actions_is_one_hot():
 # -- the matrix GAIL is tested on -----------------------------------------------------------
 
 ENVS = {"seals:seals/CartPole-v0": True, "CartPole-v1": False, "Pendulum-v1": True, "FrozenLake-v1": False}
-CASES = [(env_id, algo) for env_id in ENVS for algo in ("ppo", "dqn") if not (env_id == "Pendulum-v1" and algo == "dqn")]
+CASES = [
+    (env_id, algo) for env_id in ENVS for algo in ("ppo", "dqn") if not (env_id == "Pendulum-v1" and algo == "dqn")
+]
 VARIANTS = ["dummy", "subproc", "dataloader", "batch_1", "batch_128"]
 
 

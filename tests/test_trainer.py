@@ -14,8 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork, load_demonstrations
-from sb3_diffusion_il.trainer import SATURATION_STATES
+from sb3_diffusion_il import DiffusionScoreIL, ScoreNetwork, load_demonstrations, relabel
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
@@ -98,13 +97,13 @@ def test_unknown_cost_precision(venv, sac, pendulum_states):
 
 @pytest.mark.parametrize("refresh", [0, 2.5, "all"])
 def test_bad_relabel_refresh(venv, sac, pendulum_states, refresh):
-    with pytest.raises(ValueError, match="positive number of transitions"):
+    with pytest.raises((TypeError, ValueError), match="relabel_refresh.*(at least 1|integer)"):
         make_trainer(venv, sac, pendulum_states, relabel_refresh=refresh)
 
 
-def test_unknown_reward_normalization(venv, sac, pendulum_states):
-    with pytest.raises(ValueError, match="'robust'"):
-        make_trainer(venv, sac, pendulum_states, reward_normalization="median")
+def test_unknown_setting_names_the_settings(venv, sac, pendulum_states):
+    with pytest.raises(TypeError, match=r"\['reward_normalization'\] are not DiffusionScoreIL arguments.*reward_std"):
+        make_trainer(venv, sac, pendulum_states, reward_normalization="robust")
 
 
 def test_learner_it_cannot_serve(venv, pendulum_states):
@@ -138,20 +137,24 @@ def test_bad_dropped_coordinates(venv, sac, pendulum_states, drop, match):
 
 def test_a_named_set_of_dropped_coordinates(venv, sac, pendulum_states):
     # Pendulum is not MuJoCo: it has no unbounded position, so nothing is left out.
-    assert make_trainer(venv, sac, pendulum_states, drop_state_coordinates="unbounded_positions").drop_state_coordinates == ()
+    assert make_trainer(venv, sac, pendulum_states,
+                        drop_state_coordinates="unbounded_positions").features_of.dropped == ()
     with pytest.raises(ValueError, match="'positions': give the coordinates' indices or 'unbounded_positions'"):
         make_trainer(venv, sac, pendulum_states, drop_state_coordinates="positions")
     hopper = make_vec_env("seals/Hopper-v1", n_envs=1)
     trainer = make_trainer(hopper, SAC("MlpPolicy", hopper), load_demonstrations("seals/Hopper-v1"),
                            drop_state_coordinates="unbounded_positions")
-    assert trainer.drop_state_coordinates == (0,) and trainer.reward_train.state_coordinates == list(range(1, 12))
+    assert trainer.features_of.dropped == (0,) and trainer.reward_train.base.state_coordinates == list(range(1, 12))
 
 
-@pytest.mark.parametrize("setting, match", [
-    ({"learner_refit": "cold"}, "'fresh'"), ({"feature_std_floor": -0.1}, "must be >= 0"),
+@pytest.mark.parametrize("setting, error, match", [
+    ({"learner_fit_steps": -1}, ValueError, "at least 0"), ({"expert_fit_steps": 2.5}, TypeError, "integer"),
+    ({"demo_batch_size": 1.5}, TypeError, "demo_batch_size=1.5 must be an integer"),
+    ({"gen_train_timesteps": 0}, ValueError, "gen_train_timesteps=0 must be at least 1"),
+    ({"score_opt_cls": "adam"}, TypeError, "torch.optim.Optimizer class"),
 ])
-def test_bad_score_settings(venv, sac, pendulum_states, setting, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_score_settings(venv, sac, pendulum_states, setting, error, match):
+    with pytest.raises(error, match=match):
         make_trainer(venv, sac, pendulum_states, **setting)
 
 
@@ -191,14 +194,6 @@ def test_off_policy_learner_trains_on_relabelled_rewards(venv, sac, pendulum_sta
     assert not {"add", "_get_samples"} & set(vars(sac.replay_buffer))
 
 
-def test_robust_reward_normalization_bounds_relabelled_minibatches(venv, sac, pendulum_states):
-    trainer = make_trainer(venv, sac, pendulum_states, reward_std=0.1, reward_normalization="robust")
-    costs = th.cat([th.linspace(0.0, 1.0, 250), th.full((6,), 1e3)])
-    rewards = trainer._minibatch_reward(-costs)
-    assert float(rewards.min()) == pytest.approx(-0.3) and float(rewards.max()) <= 0.3
-    assert float(rewards[:250].std(unbiased=False)) > 0.05
-
-
 @pytest.mark.parametrize("algo_cls, kwargs, expected", [
     (SAC, {}, 1.0), (SAC, {"ent_coef": "auto_0.1"}, 0.1), (SAC, {"ent_coef": 0.05}, 0.05),
     (TQC, {"ent_coef": "auto_0.2"}, 0.2), (TD3, {}, 1.0), (PPO, {}, 1.0),
@@ -218,29 +213,7 @@ def test_wrapped_env_reward_is_saturated_each_round(pendulum_states):
     # (SB3 adds the bootstrapped value to the rewards of time-limit truncations.)
     rewards = ppo.rollout_buffer.rewards
     assert np.quantile(np.abs(rewards), 0.99) <= 1 and rewards.std() > 0.05
-    assert trainer._saturation_scale > 0
-
-
-def test_saturation_scale_comes_from_the_chosen_learner_states(venv, sac, pendulum_states):
-    trainer = make_trainer(venv, sac, pendulum_states, expert_fit_steps=500, learner_fit_steps=300)
-    trainer.pretrain_expert(progress_bar=False)
-    trainer.learner_score_net.load_state_dict(trainer.expert_score_net.state_dict())
-    spinning = np.tile(pendulum_states, (4, 1)) + [0.0, 0.0, 4.0]  # faster than the expert ever spins
-    trainer.learner_buffer.add(np.concatenate([spinning, pendulum_states[:1024]]))  # expert-like ones newest
-    trainer.train_learner_score()
-    scales = {}
-    for states in SATURATION_STATES:
-        trainer.saturation_states = states
-        trainer._resample_cost_timesteps()
-        scales[states] = trainer._saturation_scale
-    # The newest states are the expert's own, so their quarter-quantile is the noise floor;
-    # the buffer's quarter-quantile lies among the costlier spinning states.
-    assert scales["buffer"] > 3 * scales["newest"]
-
-
-def test_bad_saturation_states(venv, sac, pendulum_states):
-    with pytest.raises(ValueError, match="saturation_states='all' is not one of"):
-        make_trainer(venv, sac, pendulum_states, saturation_states="all")
+    assert trainer.reward_train.scale > 0
 
 
 def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendulum_states):
@@ -258,8 +231,12 @@ def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendul
     next_obs, reward, _, infos = wrapped.step(action)
     _, true_reward, _, _ = truth.step(action)
     trainer.generator.set_state(state)
-    raw = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
-    expected = np.tanh(raw / trainer._saturation_scale) * trainer.reward_std
+    # reward_train is the reward venv_wrapped pays: the same noise gives the same value.
+    paid = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
+    np.testing.assert_array_equal(reward, paid)
+    trainer.generator.set_state(state)
+    raw = trainer.reward_train.base.predict_processed(obs, action, next_obs, np.zeros(1, bool))
+    expected = np.tanh(raw / trainer.reward_train.scale) * trainer.reward_std
     np.testing.assert_allclose(reward, expected, rtol=1e-4)
     assert infos[0]["original_env_rew"] == pytest.approx(true_reward[0])
     assert not np.isclose(reward[0], true_reward[0])
@@ -278,8 +255,8 @@ def test_state_action_relabel_sees_env_unit_actions(venv, pendulum_trajectories)
     trainer.train(200, progress_bar=False)
     samples = sac.replay_buffer.sample(64)
     seen = {}
-    trainer._reward_net.forward = lambda s, a, ns, d: th.zeros(len(seen.setdefault("acts", a)))
-    trainer._net_reward(samples)
+    trainer.reward_train.base.forward = lambda s, a, ns, d: th.zeros(len(seen.setdefault("acts", a)))
+    relabel.reward_net_fn(trainer.reward_train, venv.action_space)(samples)
     expected = sac.policy.unscale_action(samples.actions.numpy())
     np.testing.assert_allclose(seen["acts"].numpy(), expected, rtol=1e-5)
     assert np.abs(expected).max() > 1.0  # Pendulum acts in [-2, 2]
@@ -298,7 +275,6 @@ def test_one_round_with_other_off_policy_learners(venv, pendulum_states, algo_cl
 
 
 def test_one_round_with_dqn_on_discrete_actions():
-    import seals  # noqa: F401  (registers seals/CartPole-v0)
 
     venv = make_vec_env("seals/CartPole-v0", n_envs=1, seed=0)
     dqn = DQN("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
@@ -361,16 +337,36 @@ def test_drop_in_for_gail(tmp_path, pendulum_trajectories):
 # -- persistence ------------------------------------------------------------------------
 
 
+# A value other than the default for every setting (each still valid for Pendulum and its states).
+OTHER_SETTINGS = dict(
+    conditioning="state", drop_state_coordinates=[2], diffusion_steps=500, score_net_kwargs={"hidden_sizes": (64,)},
+    score_opt_cls=th.optim.Adam, score_opt_kwargs={"lr": 2e-3}, expert_fit_steps=30, learner_fit_steps=7,
+    learner_buffer_size=5_000, cost_timesteps=8, cost_precision="float32", relabel_refresh=300,
+    reward_saturation=0.5, reward_std=None,
+)
+
+
+def test_other_settings_cover_every_setting():
+    from sb3_diffusion_il.settings import Settings
+
+    defaults = Settings().to_dict()
+    other = Settings(**OTHER_SETTINGS).to_dict()
+    assert set(OTHER_SETTINGS) == set(defaults)
+    assert [name for name in defaults if other[name] == defaults[name]] == ["conditioning"]
+
+
 def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_states):
-    trainer = make_trainer(
-        venv, sac, pendulum_states, cost_timesteps=8, reward_std=None, reward_normalization="robust",
-    )
+    trainer = make_trainer(venv, sac, pendulum_states, **{**OTHER_SETTINGS, "expert_fit_steps": 10_000},
+                           demo_batch_size=128, gen_train_timesteps=200, seed=3)
+    trainer.pretrain_expert(n_steps=30, progress_bar=False)
     trainer.train(200, progress_bar=False)
     trainer.save(tmp_path / "scores.pt")
     loaded = DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
-    assert loaded.reward_std is None and loaded._reward_net.n_timesteps == 8
-    assert loaded.reward_normalization == "robust"
-    x = th.as_tensor(pendulum_states[:100])
+    assert loaded.settings == trainer.settings and loaded.settings.score_opt_cls is th.optim.Adam
+    assert isinstance(loaded.scores.learner_opt, th.optim.Adam)
+    assert (loaded.demo_batch_size, loaded.gen_train_timesteps, loaded.seed) == (128, 200, 3)
+    assert loaded.reward_std is None and loaded.reward_train.base.n_timesteps == 8
+    x = th.as_tensor(trainer.features(pendulum_states[:100]))
     for name in ("expert_score_net", "learner_score_net"):
         a, b = getattr(trainer, name), getattr(loaded, name)
         assert th.equal(a.normalize(x), b.normalize(x))
@@ -393,7 +389,7 @@ def test_dropped_state_coordinates_leave_the_cost(tmp_path, venv, sac, pendulum_
     moved[:, 0] += 0.5  # only the dropped coordinate
 
     def rewards(states):
-        reward.generator.manual_seed(0)  # the same noise for both
+        trainer.generator.manual_seed(0)  # the same noise for both
         return reward.predict(states, np.zeros((5, 1), np.float32), states, np.zeros(5, bool))
 
     assert np.array_equal(rewards(obs), rewards(moved))
@@ -403,7 +399,7 @@ def test_dropped_state_coordinates_leave_the_cost(tmp_path, venv, sac, pendulum_
     loaded = DiffusionScoreIL.load(
         tmp_path / "scores.pt", demonstrations=pendulum_trajectories, venv=venv, gen_algo=sac,
     )
-    assert loaded.drop_state_coordinates == (0,) and loaded.reward_train.state_coordinates == [1, 2]
+    assert loaded.features_of.dropped == (0,) and loaded.reward_train.base.state_coordinates == [1, 2]
 
 
 def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_states):
@@ -418,13 +414,25 @@ def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_state
     assert th.equal(draws[0], draws[1])  # seeded from the saved state, deterministically
 
 
-def test_checkpoint_from_before_learner_refit_resumes_warm(tmp_path, venv, sac, pendulum_states):
-    make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
+def as_release_0_1_0(state, **settings):
+    """A checkpoint as sb3-diffusion-il 0.1.0 (format 2) wrote it."""
+    saved = {**state["settings"], **state.pop("trainer"), "learner_refit": "fresh", "feature_std_floor": 0.0,
+             "saturation_states": "newest", "reward_normalization": "mean_std", **settings}
+    del saved["score_net_kwargs"], saved["score_opt_cls"]
+    return {**state, "format": 2, "settings": saved}
+
+
+def test_checkpoint_of_release_0_1_0_loads_or_is_refused(tmp_path, venv, sac, pendulum_states):
+    make_trainer(venv, sac, pendulum_states, cost_timesteps=8).save(tmp_path / "scores.pt")
     state = th.load(tmp_path / "scores.pt", weights_only=True)
-    del state["settings"]["learner_refit"]  # saved before the setting existed, when every refit was warm
-    th.save(state, tmp_path / "old.pt")
+    th.save(as_release_0_1_0(dict(state)), tmp_path / "old.pt")
     loaded = DiffusionScoreIL.load(tmp_path / "old.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
-    assert loaded.learner_refit == "warm"
+    assert loaded.settings.cost_timesteps == 8
+    old = as_release_0_1_0(dict(state))
+    del old["settings"]["learner_refit"]  # saved before the setting existed, when every refit was warm
+    th.save(old, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match="learner_refit='warm'.*pip install sb3-diffusion-il==0.1.0"):
+        DiffusionScoreIL.load(tmp_path / "older.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
 
 
 def test_load_refuses_another_task(tmp_path, venv, sac, pendulum_states):
@@ -453,18 +461,8 @@ def test_given_learner_score_net_fits_in_the_experts_normalisation(venv, sac, pe
     assert not th.equal(learner_net.mean, th.zeros(3))
 
 
-def test_feature_std_floor_bounds_the_standardisation(venv, sac, pendulum_states):
-    std = make_trainer(venv, sac, pendulum_states).expert_score_net.std
-    floor = float(std.min()) * 2
-    floored = make_trainer(venv, sac, pendulum_states, feature_std_floor=floor).expert_score_net
-    assert th.allclose(floored.std, th.clamp(std, min=floor)) and not th.allclose(floored.std, std)
-    raw = make_trainer(venv, sac, pendulum_states, feature_std_floor=None)
-    assert th.equal(raw.expert_score_net.mean, th.zeros(3)) and th.equal(raw.expert_score_net.std, th.ones(3))
-    assert th.equal(raw.learner_score_net.std, th.ones(3))
-
-
 def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendulum_states):
-    trainer = make_trainer(venv, sac, pendulum_states, learner_refit="fresh", learner_fit_steps=0)
+    trainer = make_trainer(venv, sac, pendulum_states, learner_fit_steps=0)
     trainer.train(400, progress_bar=False)  # two rounds, no fitting: only the re-initialisation
     expert = trainer.expert_score_net.state_dict()
     weights = [trainer.learner_score_net.state_dict()["mlp.0.weight"].clone()]
@@ -474,7 +472,3 @@ def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendu
     weights.append(trainer.learner_score_net.state_dict()["mlp.0.weight"])
     assert not th.equal(weights[0], expert["mlp.0.weight"]) and not th.equal(weights[0], weights[1])
     assert th.equal(trainer.learner_score_net.std, trainer.expert_score_net.std)
-    warm = make_trainer(venv, SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64), pendulum_states,
-                        learner_refit="warm", learner_fit_steps=0)
-    warm.train(400, progress_bar=False)
-    assert th.equal(warm.learner_score_net.mlp[0].weight, warm.expert_score_net.mlp[0].weight)

@@ -25,7 +25,7 @@ from sb3_diffusion_il.benchmark import compare, report
 
 METHOD = "diffusion_score"
 # The report's budget fractions, the whole budget first: a task's columns.
-FRACTIONS = sorted(report.FRACTIONS, reverse=True)
+FRACTIONS = sorted(report.FRACTIONS["short"], reverse=True)
 
 
 def settings_of(result: dict) -> Tuple[str, ...]:

@@ -50,7 +50,9 @@ from sb3_diffusion_il import checkpoint, commands, data
 from sb3_diffusion_il.benchmark import baselines
 from sb3_diffusion_il.benchmark.experts import versions
 from sb3_diffusion_il.benchmark.tasks import get_task
-from sb3_diffusion_il.trainer import REWARD_NORMALIZATIONS, DiffusionScoreIL
+from sb3_diffusion_il.checkpoint import REMOVED_SETTINGS
+from sb3_diffusion_il.settings import Settings
+from sb3_diffusion_il.trainer import DiffusionScoreIL
 
 # Bump when a change makes earlier result files incomparable; the report
 # ignores files of another version. 2: the importance-sampled, cached cost
@@ -155,7 +157,6 @@ ROUND_STEPS = 1_000
 # (each a flag of the same name), for checks in their own results directories.
 CHECKABLE_SETTINGS = (
     "conditioning", "drop_state_coordinates", "relabel_refresh", "reward_saturation", "reward_std",
-    "reward_normalization",
     "debug_use_ground_truth",
 )
 # A flag's value that stands for a setting of None (argparse's None means "not given").
@@ -188,7 +189,8 @@ class Cell:
     track: str = "short"
 
     def path(self, results_dir: pathlib.Path) -> pathlib.Path:
-        return results_dir / data.demo_path(self.env_id).stem / f"{self.method}-seed{self.seed}-budget{self.budget}.json"
+        name = f"{self.method}-seed{self.seed}-budget{self.budget}.json"
+        return results_dir / data.demo_path(self.env_id).stem / name
 
 
 def check_choices(methods: Iterable[str], tasks: Iterable[str], track: str = "short") -> None:
@@ -229,10 +231,20 @@ def made_with_bundled_demonstrations(result: Dict[str, Any]) -> bool:
     return recorded is None or recorded == data.expert_stats(result["env_id"])["sha256"]
 
 
+def trainer_defaults() -> Dict[str, Any]:
+    """DiffusionScoreIL's arguments with a default, its method settings among them, and the
+    options it no longer has, each with the value it now always has."""
+    parameters = inspect.signature(DiffusionScoreIL).parameters.values()
+    arguments = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    defaults = Settings()
+    settings = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    return {**REMOVED_SETTINGS, **arguments, **settings}
+
+
 def other_than_defaults(settings: Mapping[str, Any]) -> Dict[str, str]:
     """``settings`` (DiffusionScoreIL arguments) that differ from today's defaults, values as text."""
-    parameters = inspect.signature(DiffusionScoreIL).parameters
-    return {name: str(value) for name, value in settings.items() if str(value) != str(parameters[name].default)}
+    defaults = trainer_defaults()
+    return {name: str(value) for name, value in settings.items() if str(value) != str(defaults[name])}
 
 
 def settings_of(result: Dict[str, Any]) -> Dict[str, str]:
@@ -241,7 +253,10 @@ def settings_of(result: Dict[str, Any]) -> Dict[str, str]:
     value of each default that changed since (``DEFAULT_CHANGES``)."""
     if result["method"] != "diffusion_score":
         return {}
-    told = dict(setting.split("=", 1) for setting in SETTING.split(result["variant"])[1:])
+    if "settings" in result:
+        told = dict(result["settings"])
+    else:  # files from before results recorded settings as data
+        told = dict(setting.split("=", 1) for setting in SETTING.split(result["variant"])[1:])
     for name, earlier in DEFAULT_CHANGES[result.get("default_changes", 0):]:
         told.setdefault(name, earlier)
     return dict(sorted(other_than_defaults(told).items()))
@@ -312,7 +327,7 @@ def train_cell(
                 trainer = DiffusionScoreIL.load(checkpoints.trainer_path(saved[1]), **common)
             else:
                 trainer = DiffusionScoreIL(**common, **(diffusion_kwargs or {}), seed=cell.seed)
-            arithmetic = "bfloat16" if trainer.reward_train.bfloat16 else "float32"
+            arithmetic = "bfloat16" if trainer.reward_train.base.bfloat16 else "float32"
             delivery = "relabelled replay" if off_policy else "reward-wrapped env"
             variant = f"diffusion_score + {spec.algo}, {delivery}, {arithmetic} cost"
             variant += "".join(f", {name}={value}" for name, value in (diffusion_kwargs or {}).items())
@@ -351,6 +366,8 @@ def train_cell(
         "demonstrations_sha256": data.expert_stats(cell.env_id)["sha256"],
         "reference_returns": reference_returns(cell.env_id),
         "variant": variant,
+        **({"settings": {name: str(value) for name, value in (diffusion_kwargs or {}).items()}}
+           if cell.method == "diffusion_score" else {}),
         "learner": spec.algo if cell.method != "bc" else None,
         "learner_kwargs": dict(spec.kwargs, n_envs=spec.n_envs) if cell.method != "bc" else None,
         "n_eval_episodes": N_EVAL_EPISODES,
@@ -555,8 +572,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which table: 'short' (every task at what this CPU affords, the default) or 'long' "
                              f"(the seals MuJoCo tasks at {LONG_BUDGET:,} env steps, checkpointed)")
     parser.add_argument("--tasks", nargs="+", default=None, help="default: all of the track's")
-    parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"default: the track's ({', '.join(f'{n}: {list(t.methods)}' for n, t in TRACKS.items())})")
+    by_track = ", ".join(f"{name}: {list(track.methods)}" for name, track in TRACKS.items())
+    parser.add_argument("--methods", nargs="+", default=None, help=f"default: the track's ({by_track})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=commands.positive_int, default=None,
                         help="override the task budgets (for smoke runs; the report leaves such results out)")
@@ -588,9 +605,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reward-std", type=commands.positive_float, default=None,
                         help="DiffusionScoreIL's reward_std (the other methods' rewards are not "
                              "standardised), to check a setting other than the default (another --results-dir)")
-    parser.add_argument("--reward-normalization", choices=REWARD_NORMALIZATIONS, default=None,
-                        help="DiffusionScoreIL's reward_normalization, to check a setting other than the "
-                             "default (another --results-dir)")
     parser.add_argument("--debug-use-ground-truth", action="store_true", default=None,
                         help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
                              "the task's budget when the reward is not the limit (another --results-dir)")
@@ -607,7 +621,7 @@ def trainer_settings(assignments: Sequence[str]) -> Dict[str, Any]:
     :raises ValueError: on a pair without ``=``, or a name that is not an argument of
         DiffusionScoreIL or is one the harness passes itself
     """
-    settable = set(inspect.signature(DiffusionScoreIL).parameters) - set(HARNESS_ARGUMENTS)
+    settable = set(trainer_defaults()) - set(REMOVED_SETTINGS) - set(HARNESS_ARGUMENTS)
     settings = {}
     for assignment in assignments:
         name, equals, text = assignment.partition("=")

@@ -1,17 +1,21 @@
 """The comparison's table and plots, from the harness's result files.
 
-    python -m sb3_diffusion_il.benchmark.report [--results-dir benchmarks/results] [--out-dir docs] [--readme README.md]
+    python -m sb3_diffusion_il.benchmark.report [--track short] [--results-dir DIR] [--out-dir docs] \\
+        [--readme README.md]
 
-(or ``sb3-diffusion-il plot``). It writes ``OUT_DIR/results.md`` (the table
-and the bundled experts' returns from their manifests, which the docs'
-Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``, and the table
-between the README's ``results`` markers.
+(or ``sb3-diffusion-il plot``). For the short track it writes ``OUT_DIR/results.md``
+(the table and the bundled experts' returns from their manifests, which the
+docs' Benchmarks page includes), ``OUT_DIR/img/learning_curves.png``, and the
+table between the README's ``results`` markers; for the long track
+``OUT_DIR/results-long.md``, ``OUT_DIR/img/learning_curves_long.png`` and the
+README's ``long-results`` section, with the env steps each run took to first
+reach 0.9 of the expert.
 
 Scores are normalised returns (0 random policy, 1 expert, from the bundled
 manifests); aggregates are interquartile means over seeds (and tasks) with 95%
-stratified-bootstrap confidence intervals from ``rliable``, at half and at the
-whole of each task's budget. Result files of another harness version or
-budget are listed as ignored, never mixed in.
+stratified-bootstrap confidence intervals from ``rliable``, at fractions of
+each task's budget (half and all; a quarter too on the long track). Result
+files of another harness version or budget are listed as ignored, never mixed in.
 """
 
 import argparse
@@ -25,7 +29,14 @@ import numpy as np
 from sb3_diffusion_il import commands, data
 from sb3_diffusion_il.benchmark import compare, tasks
 
-FRACTIONS = (0.5, 1.0)
+FRACTIONS = {"short": (0.5, 1.0), "long": (0.25, 0.5, 1.0)}
+# Per track: the results page, the plot, and the README's section.
+OUTPUTS = {
+    "short": ("results.md", "learning_curves.png", "results"),
+    "long": ("results-long.md", "learning_curves_long.png", "long-results"),
+}
+# Normalised return a run must reach to count as having reached the expert.
+REACHED = 0.9
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_REPS = 2000
 # Seeds every method needs on a task for the task to count in the overall row.
@@ -63,7 +74,8 @@ def load_results(
             ignored.append(
                 f"{path}: harness version {result.get('harness_version')}, budget {result.get('budget')}"
                 f"{'' if compare.made_with_bundled_demonstrations(result) else ', other demonstrations'} "
-                f"(kept: version {version}, budget {compare.BUDGETS.get(result.get('env_id'))}, "
+                f"(kept: version {version}, "
+                f"budget {compare.TRACKS[result.get('track', 'short')].budgets.get(result.get('env_id'))}, "
                 "the bundled demonstrations)",
             )
             continue
@@ -123,10 +135,11 @@ def iqm_with_ci(matrices: Dict[str, np.ndarray]) -> Dict[str, Tuple[float, float
     return estimates
 
 
-def table(results: Results) -> str:
+def table(results: Results, track: str = "short") -> str:
     """Markdown: a row per task (and overall), a column per method, at each budget fraction."""
+    budgets = compare.TRACKS[track].budgets
     methods = [m for m in compare.METHODS if any(m in results[e] for e in results)]
-    tasks = [e for e in compare.BUDGETS if e in results]
+    tasks = [e for e in budgets if e in results]
     # A task joins the overall row once every method run there has its seeds, so
     # that a partly run task does not cut the seeds the others are scored on; a
     # method not run on one of the row's tasks gets no overall score.
@@ -135,7 +148,7 @@ def table(results: Results) -> str:
     ]
     rows = [(e, [e]) for e in tasks] + ([(f"overall ({len(complete)} tasks)", complete)] if len(complete) > 1 else [])
     lines = []
-    for fraction in FRACTIONS:
+    for fraction in FRACTIONS[track]:
         lines += [
             f"**Normalised return at {fraction:.0%} of the budget** (IQM over seeds, 95% CI)",
             "",
@@ -149,21 +162,53 @@ def table(results: Results) -> str:
             cells = [
                 f"{stats[m][0]:.2f} [{stats[m][1]:.2f}, {stats[m][2]:.2f}]" if m in stats else "–" for m in methods
             ]
-            budget = f"{int(fraction * compare.BUDGETS[label]):,}" if label in compare.BUDGETS else "–"
+            budget = f"{int(fraction * budgets[label]):,}" if label in budgets else "–"
             n_seeds = "/".join(str(len(matrices[m])) if m in matrices else "0" for m in methods)
             lines.append(f"| {label} | {budget} | {n_seeds} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_curves(results: Results, path: pathlib.Path) -> None:
+def first_reached(result: dict, level: float = REACHED) -> Optional[int]:
+    """Env steps of the first evaluation at or above ``level`` of the expert (None: never)."""
+    return next((steps for steps, value, _ in result["curve"] if normalized(result, value) >= level), None)
+
+
+def steps_to_expert(results: Results, track: str = "long") -> str:
+    """Markdown: per task and method, the env steps each seed took to first reach
+    ``REACHED`` of the expert, their median, and DiffusionScoreIL's median over ``rl``'s."""
+    budgets = compare.TRACKS[track].budgets
+    methods = [m for m in compare.METHODS if m != "bc" and any(m in results[e] for e in results)]
+    lines = [
+        f"**Env steps to first reach {REACHED} of the expert** (per seed, then their median; – not within the budget)",
+        "",
+        "| task | " + " | ".join(methods) + " | diffusion_score / rl |",
+        "|---|" + "---|" * (len(methods) + 1),
+    ]
+    for env_id in [e for e in budgets if e in results]:
+        cells, medians = [], {}
+        for method in methods:
+            runs = results[env_id].get(method, {})
+            steps = [first_reached(runs[seed]) for seed in sorted(runs)]
+            # A run that never reached it counts as past the budget: a median past it is "–".
+            median = np.median([budgets[env_id] + 1 if s is None else s for s in steps]) if steps else np.inf
+            medians[method] = median if median <= budgets[env_id] else None
+            shown = ", ".join("–" if s is None else f"{s:,}" for s in steps) or "–"
+            cells.append(f"{shown} ({'–' if medians[method] is None else f'{medians[method]:,.0f}'})")
+        ours, rl = medians.get("diffusion_score"), medians.get("rl")
+        ratio = f"{ours / rl:.2f}" if ours is not None and rl else "–"
+        lines.append(f"| {env_id} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: Results, path: pathlib.Path, track: str = "short") -> None:
     """Normalised-return learning curves per task: mean over seeds, shaded min to max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [e for e in compare.BUDGETS if e in results]
+    tasks = [e for e in compare.TRACKS[track].budgets if e in results]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, env_id in zip(axes[0], tasks):
         for method in compare.METHODS:
@@ -205,9 +250,10 @@ def demos_table() -> str:
     return "\n".join(rows)
 
 
-def summary(results: Results, ignored: Sequence[str]) -> str:
-    """Markdown: the table, then the result files `load_results` left out."""
-    markdown = table(results)
+def summary(results: Results, ignored: Sequence[str], track: str = "short") -> str:
+    """Markdown: the table (and on the long track the steps to the expert), then the
+    result files `load_results` left out."""
+    markdown = table(results, track) + (f"\n{steps_to_expert(results, track)}" if track == "long" else "")
     if ignored:
         markdown += "\nLeft out (other harness version or budget):\n\n" + "\n".join(f"- {i}" for i in ignored) + "\n"
     return markdown
@@ -226,7 +272,9 @@ def update_section(path: pathlib.Path, markdown: str, section: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m sb3_diffusion_il.benchmark.report``, ``sb3-diffusion-il plot``)."""
-    parser.add_argument("--results-dir", type=pathlib.Path, default=compare.DEFAULT_RESULTS_DIR)
+    parser.add_argument("--track", choices=list(compare.TRACKS), default="short",
+                        help="which table: the short track's (default) or the long one's")
+    parser.add_argument("--results-dir", type=pathlib.Path, default=None, help="default: the track's")
     parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"),
                         help="where results.md and img/learning_curves.png go")
     # A str, not a Path: Path("") is "." and could not say "none".
@@ -241,22 +289,24 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     readme = pathlib.Path(args.readme) if args.readme else None
     if readme and not readme.is_file():
         parser.error(f"no README at {args.readme}: name one with --readme, or pass --readme '' for none")
-    results, ignored = load_results(args.results_dir, version=args.harness_version)
+    results_dir = args.results_dir or compare.TRACKS[args.track].results_dir
+    results, ignored = load_results(results_dir, version=args.harness_version)
     if not results:
         raise SystemExit(
-            f"No current result files in {args.results_dir} ({len(ignored)} left out as outdated): "
-            "run `python -m sb3_diffusion_il.benchmark.compare`.",
+            f"No current result files in {results_dir} ({len(ignored)} left out as outdated): "
+            f"run `python -m sb3_diffusion_il.benchmark.compare --track {args.track}`.",
         )
-    markdown = summary(results, ignored)
-    experts = "\n### The bundled experts\n\n" + demos_table() + "\n"
-    plot = args.out_dir / "img" / "learning_curves.png"
-    plot_curves(results, plot)
+    markdown = summary(results, ignored, args.track)
+    page_name, plot_name, section = OUTPUTS[args.track]
+    experts = "\n### The bundled experts\n\n" + demos_table() + "\n" if args.track == "short" else ""
+    plot = args.out_dir / "img" / plot_name
+    plot_curves(results, plot, args.track)
     # The page is included into docs/benchmarks.md, so the plot is linked from the docs folder.
     link = plot.relative_to(DOCS_DIR) if plot.is_relative_to(DOCS_DIR) else plot
     page = RESULTS_PAGE_HEAD.format(plot=link) + markdown + experts
-    data.atomic_write_bytes(args.out_dir / "results.md", page.encode())
+    data.atomic_write_bytes(args.out_dir / page_name, page.encode())
     if readme:
-        update_section(readme, markdown, "results")
+        update_section(readme, markdown, section)
     print(markdown)
 
 
