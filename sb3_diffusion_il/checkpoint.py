@@ -36,12 +36,15 @@ REMOVED_SETTINGS = {
     "learner_refit": "fresh", "saturation_states": "newest", "reward_normalization": "mean_std",
     "feature_std_floor": 0.0,
 }
+# Settings the saved score networks were fitted with, which a resumed run cannot change.
+NETWORK_SETTINGS = ("conditioning", "drop_state_coordinates", "diffusion_steps", "score_net_kwargs")
 # The trainer's own arguments a checkpoint records beside its settings.
 TRAINER_ARGUMENTS = ("demo_batch_size", "gen_train_timesteps", "seed")
 
 
 def write(path: types.AnyPath, state: Dict[str, Any], venv: vec_env.VecEnv) -> None:
     """Writes a trainer's ``state`` to ``path`` atomically, with the format and ``venv``'s spaces."""
+    data.check_writable(util.parse_path(path))  # before the work of serialising
     buf = io.BytesIO()
     th.save({"format": CHECKPOINT_FORMAT, "spaces": space_signature(venv), **state}, buf)
     data.atomic_write_bytes(util.parse_path(path), buf.getvalue())
@@ -218,7 +221,14 @@ def load_trainer(cls: type, path: types.AnyPath, *, venv: vec_env.VecEnv,
         net = ScoreNetwork(**state[f"{name}_config"])
         net.load_state_dict(state[f"{name}_state"])
         nets.append(net)
-    settings = Settings.from_dict(saved).__dict__
+    saved_settings = Settings.from_dict(saved)
+    settings, as_data = saved_settings.__dict__, saved_settings.to_dict()
+    for name in NETWORK_SETTINGS:
+        if name in kwargs and Settings(**{name: kwargs[name]}).to_dict()[name] != as_data[name]:
+            raise ValueError(
+                f"{name}={kwargs[name]!r} differs from {path}'s {settings[name]!r}: the saved score networks "
+                f"were fitted with it. Load without {name}, or start a new run to change it.",
+            )
     trainer = cls(venv=venv, gen_algo=gen_algo, expert_score_net=nets[0], learner_score_net=nets[1],
                   **{**settings, **arguments, **kwargs})
     trainer.scores.expert_opt.load_state_dict(state["expert_opt"])

@@ -70,12 +70,17 @@ def run_standalone(
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=help_text(description), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
     args.command_line = command_line(prog, argv)
     run(args, parser)
+
+
+def help_text(docstring: str) -> str:
+    """A module's docstring as ``--help`` shows it: its RST literals (double backticks) in single ones."""
+    return docstring.replace("``", "`")
 
 
 def command_line(prog: str, argv: Sequence[str]) -> str:

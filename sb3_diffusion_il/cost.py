@@ -24,9 +24,11 @@ network evaluations where the estimate's variance is:
   quadrature; the shift changes every round, so the estimate stays unbiased.
 """
 
-from typing import Optional, Sequence, Tuple
+import contextlib
+from typing import Iterator, Optional, Sequence, Tuple
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from imitation.rewards import reward_nets
 from imitation.rewards.reward_nets import RewardNet
@@ -56,6 +58,8 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # 1 state 377 / 598, 32 states 37 / 43, 256 states 77 / 26): the reward-wrapped
 # env's one state per step stays in float32.
 BFLOAT16_MIN_STATES = 64
+# Seed of the estimate's noise when the reward is evaluated outside training.
+EVALUATION_SEED = 0
 
 
 def native_bfloat16(device: th.device) -> bool:
@@ -297,6 +301,15 @@ class DiffusionScoreReward(RewardNet):
         self.timesteps.copy_(timesteps)
         self.weights.copy_(weights)
 
+    @contextlib.contextmanager
+    def drawing_from(self, generator: th.Generator) -> Iterator[None]:
+        """The estimate's draws (timesteps, noise) from ``generator`` for the block."""
+        saved, self.generator = self.generator, generator
+        try:
+            yield
+        finally:
+            self.generator = saved
+
     def cost(self, x: th.Tensor) -> th.Tensor:
         """Per-sample cost of raw features ``x`` (float32, whatever the networks' arithmetic)."""
         with self._arithmetic(len(x)):
@@ -389,3 +402,16 @@ class TrainingReward(reward_nets.ForwardWrapper):
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back (see the base's)."""
         return self(*self.preprocess(state, action, next_state, done))
+
+    def predict_processed(self, state, action, next_state, done, training: bool = False, **kwargs) -> np.ndarray:
+        """The rewards of a batch of transitions, as imitation's ``RewardNet`` gives them.
+
+        :param training: draw the estimate's noise from the trainer's generator, as the
+            rewards ``venv_wrapped`` pays do. By default (outside training) it comes from a
+            generator of its own, seeded alike at every call, so that evaluating the reward
+            gives the same values for the same inputs and never changes what training draws next
+        """
+        if training:
+            return super().predict_processed(state, action, next_state, done, **kwargs)
+        with self.base.drawing_from(th.Generator(device=self.device).manual_seed(EVALUATION_SEED)):
+            return super().predict_processed(state, action, next_state, done, **kwargs)

@@ -143,6 +143,11 @@ def to_arrays(
     if isinstance(demonstrations, (np.ndarray, th.Tensor)):
         obs = np.asarray(demonstrations.cpu() if isinstance(demonstrations, th.Tensor) else demonstrations)
         arrays = DemonstrationArrays(obs, None, None)
+    elif isinstance(demonstrations, (dict, types.DictObs)) and "obs" not in demonstrations:
+        # States of a Dict observation space, as a dict of arrays (one per key).
+        arrays = DemonstrationArrays(types.DictObs({k: np.asarray(v) for k, v in demonstrations.items()}), None, None)
+    elif isinstance(demonstrations, dict):  # one batch of transitions
+        arrays = _batches_to_arrays([demonstrations])
     elif isinstance(demonstrations, types.TransitionsMinimal):
         arrays = DemonstrationArrays(
             demonstrations.obs,
@@ -151,7 +156,12 @@ def to_arrays(
         )
     else:
         items = list(demonstrations)
-        if items and all(isinstance(t, types.Trajectory) for t in items):
+        if not items:
+            raise ValueError(
+                "No demonstrations given: the sequence is empty. Pass expert trajectories, transitions "
+                "or an array of expert states (e.g. `sb3_diffusion_il.load_demonstrations('Pendulum-v1')`).",
+            )
+        if all(isinstance(t, types.Trajectory) for t in items):
             _check_trajectories(items)
             flat = rollout.flatten_trajectories(items)
             arrays = DemonstrationArrays(flat.obs, flat.acts, flat.next_obs)
@@ -234,6 +244,22 @@ def _check_arrays(arrays: DemonstrationArrays) -> None:
             )
 
 
+def check_writable(path: pathlib.Path) -> None:
+    """Makes ``path``'s folder if needed; raises an ``OSError`` that names ``path``, the
+    problem and the fix if a file cannot be written there (before any work is done)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"Cannot write {path}: it is a directory. Name a file, e.g. {path / 'file'}.")
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(f"Cannot write {path}: {existing} is a file, not a folder. Choose another path.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"Cannot create the folder of {path} ({e.strerror}): choose a path you can write to.")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"Cannot write {path}: its folder is not writable. Choose a path you can write to.")
+
+
 # Bundled demonstration files -------------------------------------------------
 
 
@@ -254,9 +280,16 @@ def bundled_env_ids() -> List[str]:
 
 
 def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    """Writes ``data`` so that ``path`` is either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Writes ``data`` so that ``path`` is either the old file or the whole new one.
+
+    :raises OSError: naming ``path``, what is wrong with it and what to do, when it cannot be written
+    """
+    path = pathlib.Path(path)
+    check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise OSError(e.errno, f"Cannot write {path} ({e.strerror}): choose a path you can write to.") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -322,13 +355,27 @@ def read_trajectories(path: pathlib.Path, sha256: Optional[str] = None) -> List[
 def _manifest(env_id: str) -> Dict[str, Any]:
     path = manifest_path(env_id)
     if not path.exists():
+        if not _is_registered(env_id):
+            raise ValueError(
+                f"No task {env_id!r} is registered with gymnasium (check the name and version; seals' tasks "
+                f"are 'seals/NAME-vN'). Bundled demonstrations: {bundled_env_ids()}.",
+            )
         raise ValueError(
-            f"No bundled demonstrations for {env_id!r}. Bundled: {bundled_env_ids()}. "
-            "To make demonstrations for another task, run "
-            f"`python -m sb3_diffusion_il.benchmark.experts {env_id} --out-dir DIR` and load "
-            "them with `sb3_diffusion_il.data.read_trajectories`.",
+            f"{env_id!r} is a gymnasium task, but no expert demonstrations for it are bundled (bundled: "
+            f"{bundled_env_ids()}). Make them with `sb3-diffusion-il make-demos {env_id} --out-dir DIR` (it "
+            "trains an expert first) and load them with `sb3_diffusion_il.data.read_trajectories`.",
         )
     return json.loads(path.read_text())
+
+
+def _is_registered(env_id: str) -> bool:
+    if env_id.startswith("seals/"):
+        import seals  # noqa: F401  (registers the seals/* ids)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error:
+        return False
+    return True
 
 
 def load_demonstrations(env_id: str, n_episodes: Optional[int] = None) -> List[types.TrajectoryWithRew]:

@@ -51,7 +51,9 @@ class Features:
 
         :param check_bounds: warn about states outside a ``Box`` observation space's bounds
         """
-        arrays = data.to_arrays(demonstrations, self.observation_space, self.action_space)
+        # Actions are checked against the action space only where they are diffused.
+        action_space = self.action_space if self.conditioning == "state_action" else None
+        arrays = data.to_arrays(demonstrations, self.observation_space, action_space)
         if check_bounds and isinstance(self.observation_space, spaces.Box):
             _warn_if_out_of_bounds(arrays.obs, self.observation_space)
         return arrays.features(self.conditioning, self.state_coordinates)

@@ -95,6 +95,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         **method_settings: Any,
     ):
         self.settings = settings.build(method_settings)
+        _check_venv(venv)
         settings.check_int("demo_batch_size", demo_batch_size)
         if gen_train_timesteps is not None:
             settings.check_int("gen_train_timesteps", gen_train_timesteps)
@@ -130,7 +131,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
             self._summary_writer = SummaryWriter(str(self._log_dir / "summary"))
         self.venv_buffering = wrappers.BufferingWrapper(self.venv)
-        self.gen_callback: Optional[BaseCallback] = None
+        self.gen_callback: Optional[BaseCallback] = _FiniteRewards()
         self.venv_wrapped = self.venv_buffering
         if not debug_use_ground_truth:
             self.venv_wrapped = reward_wrapper.RewardVecEnvWrapper(self.venv_buffering, reward_fn=self._env_reward)
@@ -230,7 +231,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         return self.scores.refit_learner(self.settings.learner_fit_steps)
 
     def _env_reward(self, *transition: np.ndarray) -> np.ndarray:
-        rewards = self.reward_train.predict_processed(*transition)
+        rewards = self.reward_train.predict_processed(*transition, training=True)
         _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
         return rewards
 
@@ -414,6 +415,25 @@ def _resolved_reward_std(reward_std: Union[float, str, None], gen_algo: base_cla
     if getattr(gen_algo, "ent_coef_tensor", None) is not None:  # a fixed ent_coef
         return float(gen_algo.ent_coef_tensor.item())
     return 1.0
+
+
+class _FiniteRewards(BaseCallback):
+    """Stops training on a non-finite true reward (``debug_use_ground_truth``), before the learner trains on it."""
+
+    def _on_step(self) -> bool:
+        if not np.isfinite(self.locals["rewards"]).all():
+            raise FloatingPointError(
+                f"Non-finite true reward at env step {self.num_timesteps}: stopping. Check the environment's rewards.",
+            )
+        return True
+
+
+def _check_venv(venv: Any) -> None:
+    if not isinstance(venv, vec_env.VecEnv):
+        raise TypeError(
+            f"venv is a {type(venv).__name__}, not a Stable-Baselines3 VecEnv: build one, e.g. "
+            "`make_vec_env('Pendulum-v1', n_envs=1)` or `DummyVecEnv([lambda: env])`.",
+        )
 
 
 def _check_learner(gen_algo: base_class.BaseAlgorithm, venv: vec_env.VecEnv) -> None:

@@ -5,8 +5,10 @@ errors run in-process (they stop before any work) and must end in exit status
 2 with one error line, never a traceback.
 """
 
+import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
 from importlib import metadata
@@ -16,6 +18,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_diffusion_il import DiffusionScoreIL, cli, load_demonstrations
+from sb3_diffusion_il.benchmark import tasks
 
 # A round of 200 env steps and a 20-step expert fit: seconds, not minutes.
 TINY_TRAIN = ["--timesteps", "200", "--round-steps", "200", "--expert-fit-steps", "20", "--eval-episodes", "1"]
@@ -144,4 +147,94 @@ def test_bad_argument_in_a_shell_has_no_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
         "sb3-diffusion-il train: error: unknown task 'Foo-v0': Environment `Foo` doesn't exist."
+    )
+
+
+def last_error(argv, capsys) -> str:
+    """Runs ``sb3-diffusion-il ARGV``, asserting it stops with exit status 2; stderr's last line."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+def test_an_algorithm_for_other_actions_is_refused_before_anything_is_built(tmp_path, capsys):
+    line = last_error(["train", "Pendulum-v1", "--algo", "dqn", "--output", str(tmp_path / "run")], capsys)
+    assert line.startswith("sb3-diffusion-il train: error: --algo dqn does not fit Pendulum-v1's action space")
+    assert line.endswith("choose one of ddpg, ppo, sac, td3, tqc")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("/proc/x", "--output /proc/x: cannot create or write the folder"),
+        ("file.txt/run", "--output file.txt/run is under file.txt, which is a file"),
+        ("file.txt", "--output file.txt is a file"),
+    ],
+)
+def test_an_unusable_output_folder_is_refused_before_training(output, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("file.txt").write_text("a file")
+    line = last_error(["train", "Pendulum-v1", "--expert-fit-steps", "20", "--output", output], capsys)
+    assert message in line and line.endswith("name a folder you can write to"), line
+    assert pathlib.Path("file.txt").read_text() == "a file"
+
+
+def test_a_rejected_train_creates_nothing(tmp_path, capsys):
+    line = last_error(["train", "Pendulum-v1", "--timesteps", "500", "--output", str(tmp_path / "run")], capsys)
+    assert line.endswith("raise --timesteps or lower --round-steps")
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_names_the_algorithm_a_zip_holds(tmp_path, capsys):
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, device="cpu").save(tmp_path / "sac.zip")
+    line = last_error(["evaluate", str(tmp_path / "sac.zip"), "--task", "Pendulum-v1", "--algo", "ppo"], capsys)
+    assert line.endswith(f"{tmp_path / 'sac.zip'} holds a sac learner, not ppo: pass --algo sac")
+
+
+def test_evaluate_of_an_unreadable_zip_asks_for_the_right_algorithm(tmp_path, capsys):
+    (tmp_path / "odd.zip").write_bytes(b"not a zip")
+    line = last_error(["evaluate", str(tmp_path / "odd.zip"), "--task", "Pendulum-v1", "--algo", "sac"], capsys)
+    assert "cannot load" in line and line.endswith("pass the --algo it was saved with")
+
+
+def test_a_task_outside_the_registry_gets_a_learner_for_its_actions():
+    assert tasks.get_task("CartPole-v1").expert_algo == "PPO"  # Discrete
+    assert tasks.get_task("MountainCarContinuous-v0").expert_algo == "SAC"  # Box
+
+
+def test_train_prints_a_line_per_round_without_progress_bars(tmp_path, capsys):
+    cli.main([
+        "train", "Pendulum-v1", "--timesteps", "400", "--round-steps", "200", "--expert-fit-steps", "20",
+        "--eval-episodes", "0", "--no-progress-bar", "--output", str(tmp_path / "run"),
+    ])
+    out = capsys.readouterr().out
+    assert "round 1/2: 200 env steps" in out and "round 2/2: 400 env steps" in out, out
+
+
+def test_plot_without_results_says_what_to_run(tmp_path, capsys):
+    line = last_error(["plot", "--results-dir", str(tmp_path / "none"), "--readme", ""], capsys)
+    assert line.startswith(f"sb3-diffusion-il plot: error: no current result files in {tmp_path / 'none'}")
+    assert line.endswith("run `sb3-diffusion-il compare --track short` first")
+
+
+def subcommand_parsers():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices.items()
+
+
+@pytest.mark.parametrize("name, parser", subcommand_parsers())
+def test_every_flag_has_help_without_rst(name, parser):
+    undocumented = [a.dest for a in parser._actions if not a.help]
+    assert not undocumented, f"{name}: {undocumented} have no help text"
+    assert "``" not in parser.format_help(), f"`{name} --help` shows RST double backticks"
+
+
+def test_the_docs_list_every_flag():
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    listed = text.split("<!-- flags:start -->\n", 1)[1].split("\n<!-- flags:end -->", 1)[0]
+    assert listed == cli.flags_markdown(), (
+        "docs/cli.md's list of flags is not the parser's: rewrite it with cli.flags_markdown()"
     )

@@ -2,6 +2,7 @@
 
 import shutil
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -34,9 +35,15 @@ def test_n_episodes():
         load_demonstrations("Pendulum-v1", n_episodes=0)
 
 
-def test_unknown_env_id_lists_bundled_ids_and_how_to_make_more():
-    with pytest.raises(ValueError, match=r"Pendulum-v1.*python -m sb3_diffusion_il.benchmark.experts"):
+def test_unknown_env_id_says_it_is_not_a_task():
+    with pytest.raises(ValueError, match=r"No task 'NoSuchTask-v0' is registered with gymnasium.*Pendulum-v1"):
         load_demonstrations("NoSuchTask-v0")
+
+
+def test_a_task_without_bundled_demonstrations_says_how_to_make_them():
+    with pytest.raises(ValueError, match=r"'Hopper-v4' is a gymnasium task, but no expert demonstrations.*"
+                                         r"sb3-diffusion-il make-demos Hopper-v4"):
+        load_demonstrations("Hopper-v4")
 
 
 def test_truncated_or_corrupt_file_is_refused_naming_it(tmp_path, monkeypatch):
@@ -88,6 +95,7 @@ def test_all_demonstration_types_give_the_same_features(pendulum_trajectories):
         (np.zeros((5, 3, 2)), "must be vectors.*observation_space"),
         (np.array([[0.0, np.nan, 1.0], [0.0, 0.0, 1.0]]), "non-finite"),
         ([{"acts": np.zeros((2, 1))}], "'obs' key"),
+        ([], "the sequence is empty.*load_demonstrations"),
     ],
 )
 def test_bad_demonstrations(demos, match):
@@ -118,3 +126,11 @@ def test_bundled_expert_was_made_as_its_task_is_registered(env_id):
     assert stats["expert_timesteps"] >= task.expert_timesteps or (
         task.expert_target is not None and steady_at(stats["learning_curve"], task.expert_target)
     )
+
+
+def test_a_dict_of_state_arrays_for_a_dict_space():
+    space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (3,)), "b": gym.spaces.Box(-1, 1, (2,))})
+    states = {"a": np.zeros((4, 3), np.float32), "b": np.ones((4, 2), np.float32)}
+    arrays = data.to_arrays(states, space)
+    np.testing.assert_array_equal(arrays.obs, np.concatenate([states["a"], states["b"]], axis=1))
+    assert arrays.acts is None

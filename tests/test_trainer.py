@@ -1,5 +1,7 @@
 """DiffusionScoreIL: construction errors, reward delivery, learners, drop-in for GAIL."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -158,6 +160,52 @@ def test_bad_score_settings(venv, sac, pendulum_states, setting, error, match):
         make_trainer(venv, sac, pendulum_states, **setting)
 
 
+@pytest.mark.parametrize("bad_venv", [gym.make("Pendulum-v1"), "Pendulum-v1"])
+def test_venv_that_is_not_a_vec_env(sac, pendulum_states, bad_venv):
+    with pytest.raises(TypeError, match="not a Stable-Baselines3 VecEnv: build one, e.g. `make_vec_env"):
+        make_trainer(bad_venv, sac, pendulum_states)
+
+
+def test_state_conditioning_ignores_actions_of_another_space(pendulum_trajectories):
+    cartpole = make_vec_env("CartPole-v1", n_envs=1)  # Discrete actions; Pendulum's are Box
+    states = [dataclasses.replace(t, obs=np.zeros((len(t.obs), 4), np.float32)) for t in pendulum_trajectories]
+    trainer = make_trainer(cartpole, PPO("MlpPolicy", cartpole, n_steps=64, batch_size=64), states,
+                           gen_train_timesteps=None)
+    assert trainer.expert_score_net.dim == 4
+
+
+def test_nan_true_reward_in_debug_mode_stops_with_floating_point_error(pendulum_states):
+    class NaNReward(gym.Wrapper):
+        def step(self, action):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            return obs, float("nan"), terminated, truncated, info
+
+    venv = make_vec_env("Pendulum-v1", n_envs=1, wrapper_class=NaNReward)
+    sac = SAC("MlpPolicy", venv, learning_starts=100, batch_size=64)
+    with pytest.raises(FloatingPointError, match="Non-finite true reward at env step 1.*environment's rewards"):
+        make_trainer(venv, sac, pendulum_states, debug_use_ground_truth=True).train(200, progress_bar=False)
+
+
+@pytest.mark.parametrize("path, error, match", [
+    ("/proc/trainer.pt", OSError, "Cannot write /proc/trainer.pt.*choose a path you can write to"),
+    ("{file}/trainer.pt", NotADirectoryError, "is a file, not a folder. Choose another path"),
+    ("{dir}", IsADirectoryError, "it is a directory. Name a file"),
+])
+def test_save_to_an_unusable_path_names_it(tmp_path, venv, sac, pendulum_states, path, error, match):
+    (tmp_path / "file").write_text("a user's data")
+    path = path.format(file=tmp_path / "file", dir=tmp_path)
+    with pytest.raises(error, match=match):
+        make_trainer(venv, sac, pendulum_states).save(path)
+    assert (tmp_path / "file").read_text() == "a user's data"
+
+
+def test_load_refuses_settings_the_saved_networks_were_fitted_without(tmp_path, venv, sac, pendulum_states):
+    make_trainer(venv, sac, pendulum_states).save(tmp_path / "scores.pt")
+    with pytest.raises(ValueError, match="conditioning='state_action' differs.*Load without conditioning"):
+        DiffusionScoreIL.load(tmp_path / "scores.pt", demonstrations=pendulum_states, venv=venv,
+                              conditioning="state_action")
+
+
 def test_too_few_timesteps(venv, sac, pendulum_states):
     with pytest.raises(ValueError, match="less than one round"):
         make_trainer(venv, sac, pendulum_states).train(100)
@@ -232,7 +280,7 @@ def test_wrapped_env_reports_cost_reward_and_keeps_true_reward(venv, sac, pendul
     _, true_reward, _, _ = truth.step(action)
     trainer.generator.set_state(state)
     # reward_train is the reward venv_wrapped pays: the same noise gives the same value.
-    paid = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool))
+    paid = trainer.reward_train.predict_processed(obs, action, next_obs, np.zeros(1, bool), training=True)
     np.testing.assert_array_equal(reward, paid)
     trainer.generator.set_state(state)
     raw = trainer.reward_train.base.predict_processed(obs, action, next_obs, np.zeros(1, bool))
@@ -472,3 +520,24 @@ def test_fresh_learner_refit_starts_each_round_from_new_weights(venv, sac, pendu
     weights.append(trainer.learner_score_net.state_dict()["mlp.0.weight"])
     assert not th.equal(weights[0], expert["mlp.0.weight"]) and not th.equal(weights[0], weights[1])
     assert th.equal(trainer.learner_score_net.std, trainer.expert_score_net.std)
+
+
+def test_reward_evaluated_between_rounds_changes_nothing(venv, pendulum_states):
+    def two_rounds(evaluate: bool):
+        sac = SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+        trainer = make_trainer(venv, sac, pendulum_states)
+        values = []
+
+        def callback(round_):
+            if evaluate:
+                obs = pendulum_states[:8]
+                args = (obs, np.zeros((8, 1), np.float32), obs, np.zeros(8, bool))
+                values.append([trainer.reward_test.predict_processed(*args) for _ in range(2)])
+
+        trainer.train(400, callback=callback, progress_bar=False)
+        return [p.detach().clone() for p in sac.policy.parameters()], values
+
+    plain, _ = two_rounds(False)
+    evaluated, values = two_rounds(True)
+    assert all(th.equal(a, b) for a, b in zip(plain, evaluated))
+    assert all(np.array_equal(first, second) for first, second in values)  # the same values twice

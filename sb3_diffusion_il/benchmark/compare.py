@@ -571,10 +571,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", choices=list(TRACKS), default="short",
                         help="which table: 'short' (every task at what this CPU affords, the default) or 'long' "
                              f"(the seals MuJoCo tasks at {LONG_BUDGET:,} env steps, checkpointed)")
-    parser.add_argument("--tasks", nargs="+", default=None, help="default: all of the track's")
+    parser.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: all of the track's)")
     by_track = ", ".join(f"{name}: {list(track.methods)}" for name, track in TRACKS.items())
-    parser.add_argument("--methods", nargs="+", default=None, help=f"default: the track's ({by_track})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"methods to run (default: the track's; {by_track})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="seeds of each (method, task) cell (default: 0 1 2)")
     parser.add_argument("--budget", type=commands.positive_int, default=None,
                         help="override the task budgets (for smoke runs; the report leaves such results out)")
     parser.add_argument("--workers", type=commands.positive_int, default=2,
@@ -585,10 +587,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --backend ray: the cluster to join (e.g. 'auto' after `ray start`); "
                              "none starts a local one")
     parser.add_argument("--results-dir", type=pathlib.Path, default=None,
-                        help=f"default: the track's ({', '.join(f'{n}: {t.results_dir}' for n, t in TRACKS.items())})")
+                        help="where the result files go, one per cell (default: the track's; "
+                             f"{', '.join(f'{n}: {t.results_dir}' for n, t in TRACKS.items())})")
     parser.add_argument("--work-dir", type=pathlib.Path, default=DEFAULT_WORK_DIR,
                         help="where a track that checkpoints (long) keeps its cells' checkpoints, to resume from")
-    parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"))
+    parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"),
+                        help="where each cell's training logs (progress.csv) go (default: runs/compare)")
     parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default=None,
                         help="what DiffusionScoreIL diffuses, to check a setting other than the default "
                              "'state' (another --results-dir)")

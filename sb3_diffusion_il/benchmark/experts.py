@@ -311,15 +311,19 @@ def make_demonstrations(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m sb3_diffusion_il.benchmark.experts``, ``sb3-diffusion-il make-demos``)."""
-    parser.add_argument("env_id", help="gymnasium task id, e.g. Pendulum-v1 or seals/Hopper-v1")
+    parser.add_argument("env_id", metavar="ENV_ID", help="gymnasium task id, e.g. Pendulum-v1 or seals/Hopper-v1")
     parser.add_argument("--out-dir", type=pathlib.Path, default=data.DEMO_DIR,
                         help="where the demonstrations (.npz) and manifest (.json) go (default: the package's)")
-    parser.add_argument("--work-dir", type=pathlib.Path, default=None, help="checkpoints (default: experts/ENV)")
+    parser.add_argument("--work-dir", type=pathlib.Path, default=None,
+                        help="the expert's checkpoints, to resume from (default: experts/ENV)")
     parser.add_argument("--timesteps", type=commands.positive_int, default=None,
                         help="the expert's budget in env steps (default: the task's)")
-    parser.add_argument("--episodes", type=commands.positive_int, default=10, help="demonstration episodes to record")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=commands.positive_int, default=None, help="env steps between evaluations")
+    parser.add_argument("--episodes", type=commands.positive_int, default=10,
+                        help="demonstration episodes to record (default: 10)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the expert's training and of the recorded episodes (default: 0)")
+    parser.add_argument("--eval-every", type=commands.positive_int, default=None,
+                        help="env steps between the expert's evaluations, its learning curve (default: the task's)")
     commands.add_progress_bar_argument(parser)
 
 

@@ -274,11 +274,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``python -m sb3_diffusion_il.benchmark.report``, ``sb3-diffusion-il plot``)."""
     parser.add_argument("--track", choices=list(compare.TRACKS), default="short",
                         help="which table: the short track's (default) or the long one's")
-    parser.add_argument("--results-dir", type=pathlib.Path, default=None, help="default: the track's")
+    parser.add_argument("--results-dir", type=pathlib.Path, default=None,
+                        help="the result files `compare` wrote (default: the track's)")
     parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("docs"),
-                        help="where results.md and img/learning_curves.png go")
+                        help="where results.md and img/learning_curves.png go (the long track's: results-long.md, "
+                             "img/learning_curves_long.png; default: docs)")
     # A str, not a Path: Path("") is "." and could not say "none".
-    parser.add_argument("--readme", default="README.md", help="README whose results section is rewritten ('' for none)")
+    parser.add_argument("--readme", default="README.md",
+                        help="README whose results section is rewritten (default: README.md; '' for none)")
     parser.add_argument("--harness-version", type=commands.positive_int, default=compare.HARNESS_VERSION,
                         help="the harness version whose files make the table (default: today's; an older "
                              "one's files are kept in benchmarks/results/harness-vN)")
@@ -292,9 +295,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     results_dir = args.results_dir or compare.TRACKS[args.track].results_dir
     results, ignored = load_results(results_dir, version=args.harness_version)
     if not results:
-        raise SystemExit(
-            f"No current result files in {results_dir} ({len(ignored)} left out as outdated): "
-            f"run `python -m sb3_diffusion_il.benchmark.compare --track {args.track}`.",
+        compare_command = (
+            "python -m sb3_diffusion_il.benchmark.compare" if parser.prog.startswith("python ")
+            else f"{parser.prog.split()[0]} compare"
+        )
+        parser.error(
+            f"no current result files in {results_dir} ({len(ignored)} left out as outdated): "
+            f"run `{compare_command} --track {args.track}` first",
         )
     markdown = summary(results, ignored, args.track)
     page_name, plot_name, section = OUTPUTS[args.track]

@@ -130,13 +130,17 @@ TASKS: Dict[str, Task] = {
 
 
 def get_task(env_id: str) -> Task:
-    """The registered task, or SB3-default SAC settings with a 1M budget for another id."""
+    """The registered task, or for another id SB3's defaults with a 1M budget: PPO where
+    the actions are discrete (``Discrete``, ``MultiDiscrete``, ``MultiBinary``), SAC otherwise."""
     if env_id in TASKS:
         return TASKS[env_id]
     if env_id.startswith("seals/"):
         import seals  # noqa: F401  (registers the seals/* ids)
     gym.spec(env_id)  # an unknown id raises gymnasium's error, listing close names
-    return Task(env_id, 1_000_000, fixed_horizon=False)
+    env = gym.make(env_id)
+    discrete = isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
+    env.close()
+    return Task(env_id, 1_000_000, fixed_horizon=False, expert_algo="PPO" if discrete else "SAC")
 
 
 def check_env_id(env_id: str) -> None:
