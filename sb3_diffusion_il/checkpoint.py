@@ -180,7 +180,8 @@ class CheckpointCallback:
 def trainer_state(trainer: Any, include_learner: bool = True) -> Dict[str, Any]:
     """Everything `load_trainer` needs to resume ``trainer`` (a ``DiffusionScoreIL``) where it stopped."""
     return {
-        "settings": trainer.settings.to_dict(),
+        # reward_std as resolved at construction: "auto" would follow the learner's temperature of today.
+        "settings": {**trainer.settings.to_dict(), "reward_std": trainer.reward_std},
         "trainer": {name: getattr(trainer, name) for name in TRAINER_ARGUMENTS},
         "expert_config": trainer.expert_score_net.config(),
         "learner_config": trainer.learner_score_net.config(),
@@ -189,6 +190,8 @@ def trainer_state(trainer: Any, include_learner: bool = True) -> Dict[str, Any]:
         "expert_opt": trainer.scores.expert_opt.state_dict(),
         "learner_opt": trainer.scores.learner_opt.state_dict(),
         "learner_buffer": trainer.learner_buffer.state_dict(),
+        # The round's reward, so that reward_train and reward_test are the trained ones after a load.
+        "reward": {"scale": trainer.reward_train.scale, **dict(trainer.reward_train.base.named_buffers(recurse=False))},
         "copy_expert_into_learner": trainer._copy_expert_into_learner,
         "round": trainer._global_step,
         "generator": trainer.generator.get_state(),
@@ -234,6 +237,10 @@ def load_trainer(cls: type, path: types.AnyPath, *, venv: vec_env.VecEnv,
     trainer.scores.expert_opt.load_state_dict(state["expert_opt"])
     trainer.scores.learner_opt.load_state_dict(state["learner_opt"])
     trainer.learner_buffer.load_state_dict(state["learner_buffer"])
+    if "reward" in state:  # format 2 did not save it
+        reward = dict(state["reward"])
+        trainer.reward_train.scale = reward.pop("scale")
+        trainer.reward_train.base.load_state_dict(reward, strict=False)
     trainer._copy_expert_into_learner = state["copy_expert_into_learner"]
     trainer._global_step = state["round"]
     # Random states last: building the trainer above draws from them.

@@ -37,7 +37,7 @@ from sb3_diffusion_il import commands, data, settings
 # The benchmark suite's own commands (make-demos, compare, plot) and its task registry
 # (whether a task's episodes can end early); train and evaluate use nothing else of it.
 from sb3_diffusion_il.benchmark import compare, experts, report, tasks
-from sb3_diffusion_il.trainer import DiffusionScoreIL, _default_round_length
+from sb3_diffusion_il.trainer import DiffusionScoreIL, default_round_length
 
 PROG = "sb3-diffusion-il"
 ALGOS: Dict[str, Type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "dqn": DQN, "ppo": PPO}
@@ -234,7 +234,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     except (TypeError, ValueError) as e:
         parser.error(str(e))
     learner = ALGOS[args.algo]("MlpPolicy", venv, seed=args.seed)  # SB3's defaults, as a user's own
-    round_steps = args.round_steps or _default_round_length(learner, venv.num_envs)
+    round_steps = args.round_steps or default_round_length(learner, venv.num_envs)
     if args.timesteps < round_steps:
         parser.error(
             f"--timesteps {args.timesteps} is less than one round of {round_steps} "

@@ -99,7 +99,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         settings.check_int("demo_batch_size", demo_batch_size)
         if gen_train_timesteps is not None:
             settings.check_int("gen_train_timesteps", gen_train_timesteps)
-        self.features_of = Features(venv, self.settings.conditioning, self.settings.drop_state_coordinates)
+        self.featurizer = Features(venv, self.settings.conditioning, self.settings.drop_state_coordinates)
         _check_learner(gen_algo, venv)
         self.venv, self.gen_algo, self.seed = venv, gen_algo, seed
         self.demo_batch_size = demo_batch_size
@@ -121,7 +121,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         cost = DiffusionScoreReward(
             venv.observation_space, venv.action_space, self.expert_score_net, self.learner_score_net,
             self.schedule, self.settings.conditioning, self.settings.cost_timesteps, self.generator,
-            self.settings.cost_precision, self.features_of.state_coordinates,
+            self.settings.cost_precision, self.featurizer.state_coordinates,
         )
         self._reward = TrainingReward(cost, self.settings.reward_saturation, self.reward_std)
         self._log_dir = util.parse_path(log_dir)
@@ -145,7 +145,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                 gen_algo, relabel.reward_net_fn(self._reward, venv.action_space), self._minibatch_reward,
                 self.settings.relabel_refresh,
             )
-        self.gen_train_timesteps = gen_train_timesteps or _default_round_length(gen_algo, venv.num_envs)
+        self.gen_train_timesteps = gen_train_timesteps or default_round_length(gen_algo, venv.num_envs)
         if self.gen_train_timesteps < venv.num_envs:
             raise ValueError(
                 f"gen_train_timesteps={self.gen_train_timesteps} is less than the "
@@ -173,7 +173,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
                 )
         self.expert_score_net, self.learner_score_net = (net.to(self.gen_algo.device) for net in (expert, learner))
         if not expert.is_fitted:
-            expert.set_normalization(*self.features_of.normalization(self.expert_data))
+            expert.set_normalization(*self.featurizer.normalization(self.expert_data))
         if not learner.is_fitted:
             learner.set_normalization(expert.mean.cpu().numpy(), expert.std.cpu().numpy())
         self.schedule = DiffusionSchedule(self.settings.diffusion_steps).to(self.gen_algo.device)
@@ -185,7 +185,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def set_demonstrations(self, demonstrations: data.AnyDemonstrations) -> None:
         """Sets the expert data the expert score network is fitted on (split off 10% held out)."""
-        x = th.as_tensor(self.features_of.of(demonstrations, check_bounds=True), device=self.gen_algo.device)
+        x = th.as_tensor(self.featurizer.of(demonstrations, check_bounds=True), device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
@@ -194,7 +194,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     def features(self, demonstrations: data.AnyDemonstrations) -> np.ndarray:
         """What is diffused of ``demonstrations`` (or of any trajectories or transitions of
         the task), as the score networks take them (raw; the networks standardise them)."""
-        return self.features_of.of(demonstrations)
+        return self.featurizer.of(demonstrations)
 
     @property
     def policy(self) -> policies.BasePolicy:
@@ -453,7 +453,9 @@ def _check_learner(gen_algo: base_class.BaseAlgorithm, venv: vec_env.VecEnv) -> 
             )
 
 
-def _default_round_length(gen_algo: base_class.BaseAlgorithm, n_envs: int) -> int:
+def default_round_length(gen_algo: base_class.BaseAlgorithm, n_envs: int) -> int:
+    """Env steps per round when ``gen_train_timesteps`` is not given: one rollout of an
+    on-policy learner, about ``DEFAULT_OFF_POLICY_ROUND`` of an off-policy one."""
     if isinstance(gen_algo, on_policy_algorithm.OnPolicyAlgorithm):
         return gen_algo.n_steps * n_envs
     return -(-DEFAULT_OFF_POLICY_ROUND // n_envs) * n_envs

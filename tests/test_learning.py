@@ -2,7 +2,8 @@
 
 - the quickstart (SB3's default SAC, Pendulum-v1) closes >= 90% of the gap in 10,000 env steps;
 - imitation's GAIL tutorial PPO, swapped to DiffusionScoreIL, reaches 450 of 500 on
-  seals/CartPole-v0 within 300,000 env steps;
+  seals/CartPole-v0 within 300,000 env steps, and a fresh tutorial PPO trained on that
+  trainer's ``reward_test`` (as imitation's users reuse a learned reward) reaches it too;
 - SB3's default SAC with Dict observations (a goal-conditioned task, `goal_env.py`)
   closes >= 80% of the gap from state-only demonstrations.
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import seals  # noqa: F401  (registers seals/CartPole-v0)
 import torch as th
+from imitation.rewards.reward_wrapper import RewardVecEnvWrapper
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -65,9 +67,17 @@ def test_same_run_with_zero_reward_fails_the_bar(zero_reward):
     assert result["gap_closed"] < BAR, result
 
 
+# The trainer of test_tutorial_ppo_reaches_the_expert_on_cartpole, for the reward-transfer test.
+TRAINED = {}
+
+
 def cartpole_swap(seed: int, timesteps: int) -> float:
     """imitation's GAIL tutorial with DiffusionScoreIL: its PPO, 8 envs, the bundled 60
     expert episodes; the true return (mean of 10 episodes) after ``timesteps``."""
+    return true_return(cartpole_trainer(seed, timesteps).gen_algo, "seals/CartPole-v0")
+
+
+def cartpole_trainer(seed: int, timesteps: int) -> DiffusionScoreIL:
     venv = make_vec_env("seals/CartPole-v0", n_envs=8, seed=seed)
     learner = compare.TUTORIAL_PPO.build(venv, seed)
     trainer = DiffusionScoreIL(
@@ -75,17 +85,38 @@ def cartpole_swap(seed: int, timesteps: int) -> float:
         gen_algo=learner, seed=seed,
     )
     trainer.train(timesteps, progress_bar=False)
-    return true_return(learner, "seals/CartPole-v0")
+    return trainer
 
 
 @pytest.mark.slow
 def test_tutorial_ppo_reaches_the_expert_on_cartpole():
-    assert cartpole_swap(seed=CARTPOLE_SEED, timesteps=CARTPOLE_STEPS) >= CARTPOLE_BAR
+    trainer = TRAINED["cartpole"] = cartpole_trainer(seed=CARTPOLE_SEED, timesteps=CARTPOLE_STEPS)
+    assert true_return(trainer.gen_algo, "seals/CartPole-v0") >= CARTPOLE_BAR
 
 
 @pytest.mark.slow
 def test_tutorial_ppo_with_zero_reward_does_not(zero_reward):
     assert cartpole_swap(seed=CARTPOLE_SEED, timesteps=CARTPOLE_STEPS) < CARTPOLE_BAR
+
+
+def fresh_ppo_on(reward_fn, seed: int = CARTPOLE_SEED + 1) -> float:
+    """A new tutorial PPO trained for ``CARTPOLE_STEPS`` on seals/CartPole-v0 with
+    ``reward_fn`` in place of the true reward; its true return."""
+    venv = RewardVecEnvWrapper(make_vec_env("seals/CartPole-v0", n_envs=8, seed=seed), reward_fn)
+    learner = compare.TUTORIAL_PPO.build(venv, seed)
+    learner.learn(CARTPOLE_STEPS)
+    return true_return(learner, "seals/CartPole-v0")
+
+
+@pytest.mark.slow
+def test_a_fresh_learner_on_reward_test_reaches_the_expert():
+    trainer = TRAINED.get("cartpole") or cartpole_trainer(seed=CARTPOLE_SEED, timesteps=CARTPOLE_STEPS)
+    assert fresh_ppo_on(trainer.reward_test.predict_processed) >= CARTPOLE_BAR
+
+
+@pytest.mark.slow
+def test_a_fresh_learner_on_a_zero_reward_does_not():
+    assert fresh_ppo_on(lambda state, action, next_state, done: np.zeros(len(state))) < CARTPOLE_BAR
 
 
 def goal_reaching(seed: int, timesteps: int) -> float:

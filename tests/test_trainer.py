@@ -140,13 +140,13 @@ def test_bad_dropped_coordinates(venv, sac, pendulum_states, drop, match):
 def test_a_named_set_of_dropped_coordinates(venv, sac, pendulum_states):
     # Pendulum is not MuJoCo: it has no unbounded position, so nothing is left out.
     assert make_trainer(venv, sac, pendulum_states,
-                        drop_state_coordinates="unbounded_positions").features_of.dropped == ()
+                        drop_state_coordinates="unbounded_positions").featurizer.dropped == ()
     with pytest.raises(ValueError, match="'positions': give the coordinates' indices or 'unbounded_positions'"):
         make_trainer(venv, sac, pendulum_states, drop_state_coordinates="positions")
     hopper = make_vec_env("seals/Hopper-v1", n_envs=1)
     trainer = make_trainer(hopper, SAC("MlpPolicy", hopper), load_demonstrations("seals/Hopper-v1"),
                            drop_state_coordinates="unbounded_positions")
-    assert trainer.features_of.dropped == (0,) and trainer.reward_train.base.state_coordinates == list(range(1, 12))
+    assert trainer.featurizer.dropped == (0,) and trainer.reward_train.base.state_coordinates == list(range(1, 12))
 
 
 @pytest.mark.parametrize("setting, error, match", [
@@ -414,6 +414,9 @@ def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_sta
     assert isinstance(loaded.scores.learner_opt, th.optim.Adam)
     assert (loaded.demo_batch_size, loaded.gen_train_timesteps, loaded.seed) == (128, 200, 3)
     assert loaded.reward_std is None and loaded.reward_train.base.n_timesteps == 8
+    # The trained reward itself, as reward_test evaluates it.
+    args = (pendulum_states[:8], np.zeros((8, 1), np.float32), pendulum_states[:8], np.zeros(8, bool))
+    np.testing.assert_array_equal(loaded.reward_test.predict_processed(*args), trainer.reward_test.predict_processed(*args))
     x = th.as_tensor(trainer.features(pendulum_states[:100]))
     for name in ("expert_score_net", "learner_score_net"):
         a, b = getattr(trainer, name), getattr(loaded, name)
@@ -447,7 +450,7 @@ def test_dropped_state_coordinates_leave_the_cost(tmp_path, venv, sac, pendulum_
     loaded = DiffusionScoreIL.load(
         tmp_path / "scores.pt", demonstrations=pendulum_trajectories, venv=venv, gen_algo=sac,
     )
-    assert loaded.features_of.dropped == (0,) and loaded.reward_train.base.state_coordinates == [1, 2]
+    assert loaded.featurizer.dropped == (0,) and loaded.reward_train.base.state_coordinates == [1, 2]
 
 
 def test_load_of_a_checkpoint_saved_on_a_gpu(tmp_path, venv, sac, pendulum_states):

@@ -284,7 +284,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="README whose results section is rewritten (default: README.md; '' for none)")
     parser.add_argument("--harness-version", type=commands.positive_int, default=compare.HARNESS_VERSION,
                         help="the harness version whose files make the table (default: today's; an older "
-                             "one's files are kept in benchmarks/results/harness-vN)")
+                             "one's files are kept in benchmarks/results/harness-v2 and the like)")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
