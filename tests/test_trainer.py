@@ -416,7 +416,8 @@ def test_save_load_keeps_networks_and_settings(tmp_path, venv, sac, pendulum_sta
     assert loaded.reward_std is None and loaded.reward_train.base.n_timesteps == 8
     # The trained reward itself, as reward_test evaluates it.
     args = (pendulum_states[:8], np.zeros((8, 1), np.float32), pendulum_states[:8], np.zeros(8, bool))
-    np.testing.assert_array_equal(loaded.reward_test.predict_processed(*args), trainer.reward_test.predict_processed(*args))
+    rewards = [t.reward_test.predict_processed(*args) for t in (trainer, loaded)]
+    np.testing.assert_array_equal(*rewards)
     x = th.as_tensor(trainer.features(pendulum_states[:100]))
     for name in ("expert_score_net", "learner_score_net"):
         a, b = getattr(trainer, name), getattr(loaded, name)
