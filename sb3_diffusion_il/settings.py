@@ -202,9 +202,26 @@ def _default(name: str) -> Any:
     return field.default if field.default is not dataclasses.MISSING else field.default_factory()
 
 
+# imitation's AdversarialTrainer arguments that DiffusionScoreIL has under another name, or not at all.
+GAIL_ARGUMENTS = {
+    "reward_net": "has no equivalent (there is no discriminator): leave it out; score_net_kwargs shapes the "
+                  "score networks",
+    "n_disc_updates_per_round": "is learner_fit_steps here",
+    "disc_opt_cls": "is score_opt_cls here",
+    "disc_opt_kwargs": "is score_opt_kwargs here",
+    "gen_replay_buffer_capacity": "is learner_buffer_size here",
+    "demo_minibatch_size": "has no equivalent (each score-network step takes demo_batch_size rows at once): "
+                           "leave it out",
+    "init_tensorboard_graph": "has no equivalent (there is no discriminator graph): leave it out",
+}
+
+
 def build(settings: Mapping[str, Any]) -> Settings:
     """`Settings` from keyword arguments, naming the valid ones when one is not a setting."""
     names = [f.name for f in dataclasses.fields(Settings)]
+    gail = sorted(set(settings) & set(GAIL_ARGUMENTS))
+    if gail:
+        raise TypeError(f"{gail[0]}, an argument of imitation's GAIL, {GAIL_ARGUMENTS[gail[0]]}.")
     unknown = sorted(set(settings) - set(names))
     if unknown:
         raise TypeError(f"{unknown} are not DiffusionScoreIL arguments: its settings are {names}.")

@@ -103,6 +103,16 @@ def test_bad_relabel_refresh(venv, sac, pendulum_states, refresh):
         make_trainer(venv, sac, pendulum_states, relabel_refresh=refresh)
 
 
+@pytest.mark.parametrize("name, match", [
+    ("demo_minibatch_size", "demo_minibatch_size, an argument of imitation's GAIL, has no equivalent.*leave it out"),
+    ("init_tensorboard_graph", "init_tensorboard_graph, an argument of imitation's GAIL, has no equivalent"),
+    ("n_disc_updates_per_round", "is learner_fit_steps here"),
+])
+def test_gail_arguments_name_their_equivalent(venv, sac, pendulum_states, name, match):
+    with pytest.raises(TypeError, match=match):
+        make_trainer(venv, sac, pendulum_states, **{name: 1})
+
+
 def test_unknown_setting_names_the_settings(venv, sac, pendulum_states):
     with pytest.raises(TypeError, match=r"\['reward_normalization'\] are not DiffusionScoreIL arguments.*reward_std"):
         make_trainer(venv, sac, pendulum_states, reward_normalization="robust")
