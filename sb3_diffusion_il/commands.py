@@ -38,13 +38,6 @@ def positive_float(text: str) -> float:
     return _number(text, float, "a number", lambda value: value > 0, "positive")
 
 
-def quantile_or_none(text: str) -> Optional[float]:
-    """argparse type: a number strictly between 0 and 1, or ``none`` (None)."""
-    if text.lower() == "none":
-        return None
-    return _number(text, float, "a number or 'none'", lambda value: 0 < value < 1, "strictly between 0 and 1")
-
-
 def non_negative_int(text: str) -> int:
     """argparse type: an integer of at least 0."""
     return _number(text, int, "an integer", lambda value: value >= 0, "zero or more")

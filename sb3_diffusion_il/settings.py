@@ -242,7 +242,10 @@ def add_flags(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = 
 
 def given_flags(args: argparse.Namespace) -> Dict[str, Any]:
     """The settings whose `add_flags` flags were given, as keyword arguments."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
+    return {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+        if f.metadata["flag_type"] is not None and hasattr(args, f.name)
+    }
 
 
 def markdown_table() -> str:

@@ -46,7 +46,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import checkpoint, commands, data
+from sb3_diffusion_il import checkpoint, commands, data, settings
 from sb3_diffusion_il.benchmark import baselines
 from sb3_diffusion_il.benchmark.experts import versions
 from sb3_diffusion_il.benchmark.tasks import get_task
@@ -153,14 +153,8 @@ DEFAULT_WORK_DIR = pathlib.Path.home() / ".cache" / "sb3-diffusion-il" / "cells"
 # Rounds of off-policy learners (imitation's trainers have no default for them);
 # on-policy ones take one rollout, both trainers' default.
 ROUND_STEPS = 1_000
-# DiffusionScoreIL settings the command line can set to other than their defaults
-# (each a flag of the same name), for checks in their own results directories.
-CHECKABLE_SETTINGS = (
-    "conditioning", "drop_state_coordinates", "relabel_refresh", "reward_saturation", "reward_std",
-    "debug_use_ground_truth",
-)
-# A flag's value that stands for a setting of None (argparse's None means "not given").
-NONE = "none"
+# DiffusionScoreIL settings with a flag of their own (any other: --set NAME=VALUE).
+FLAG_SETTINGS = ("conditioning", "relabel_refresh", "reward_saturation", "reward_std")
 # A DiffusionScoreIL cell's variant reads "<learner and delivery>, <...> cost" and then
 # ", NAME=VALUE" for each setting the harness was told; a VALUE may itself hold ", ".
 SETTING = re.compile(r", (?=\w+=)")
@@ -237,8 +231,8 @@ def trainer_defaults() -> Dict[str, Any]:
     parameters = inspect.signature(DiffusionScoreIL).parameters.values()
     arguments = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
     defaults = Settings()
-    settings = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
-    return {**REMOVED_SETTINGS, **arguments, **settings}
+    method = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    return {**REMOVED_SETTINGS, **arguments, **method}
 
 
 def other_than_defaults(settings: Mapping[str, Any]) -> Dict[str, str]:
@@ -593,29 +587,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where a track that checkpoints (long) keeps its cells' checkpoints, to resume from")
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("runs/compare"),
                         help="where each cell's training logs (progress.csv) go (default: runs/compare)")
-    parser.add_argument("--conditioning", choices=data.CONDITIONINGS, default=None,
-                        help="what DiffusionScoreIL diffuses, to check a setting other than the default "
-                             "'state' (another --results-dir)")
-    parser.add_argument("--relabel-refresh", type=commands.positive_int, default=None,
-                        help="DiffusionScoreIL's relabel_refresh, to check a setting other than the "
-                             "default (another --results-dir)")
-    parser.add_argument("--drop-state-coordinates", type=int, nargs="+", default=None, metavar="I",
-                        help="DiffusionScoreIL's drop_state_coordinates (e.g. 0: seals' x position), to check "
-                             "a setting other than the default (another --results-dir)")
-    parser.add_argument("--reward-saturation", type=lambda text: commands.quantile_or_none(text) or NONE,
-                        default=None,
-                        help="DiffusionScoreIL's reward_saturation, a quantile, or 'none' for the plain -c, "
-                             "to check a setting other than the default (another --results-dir)")
-    parser.add_argument("--reward-std", type=commands.positive_float, default=None,
-                        help="DiffusionScoreIL's reward_std (the other methods' rewards are not "
-                             "standardised), to check a setting other than the default (another --results-dir)")
-    parser.add_argument("--debug-use-ground-truth", action="store_true", default=None,
-                        help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
-                             "the task's budget when the reward is not the limit (another --results-dir)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="settings",
+    variants = parser.add_argument_group(
+        "DiffusionScoreIL settings other than its defaults, to check them (give each variant its own --results-dir)")
+    settings.add_flags(variants, FLAG_SETTINGS)
+    variants.add_argument("--drop-state-coordinates", type=int, nargs="+", default=None, metavar="I",
+                          help="DiffusionScoreIL's drop_state_coordinates (e.g. 0: seals' x position)")
+    variants.add_argument("--debug-use-ground-truth", action="store_true", default=None,
+                          help="DiffusionScoreIL's learner trains on the true reward: what SAC reaches in "
+                               "the task's budget when the reward is not the limit")
+    variants.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="assignments",
                         help="any other DiffusionScoreIL argument, VALUE a Python literal (a bare word is a "
-                             "string), e.g. diffusion_steps=5000 'score_opt_kwargs={\"lr\": 5e-3}' "
-                             "(another --results-dir)")
+                             "string), e.g. diffusion_steps=5000 'score_opt_kwargs={\"lr\": 5e-3}'")
     commands.add_progress_bar_argument(parser)
 
 
@@ -626,7 +608,7 @@ def trainer_settings(assignments: Sequence[str]) -> Dict[str, Any]:
         DiffusionScoreIL or is one the harness passes itself
     """
     settable = set(trainer_defaults()) - set(REMOVED_SETTINGS) - set(HARNESS_ARGUMENTS)
-    settings = {}
+    parsed = {}
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
         if not equals:
@@ -635,25 +617,26 @@ def trainer_settings(assignments: Sequence[str]) -> Dict[str, Any]:
             raise ValueError(f"--set {assignment!r}: {name!r} is not a DiffusionScoreIL argument the harness "
                              f"leaves to you; choose from {sorted(settable)}.")
         try:
-            settings[name] = ast.literal_eval(text)
+            parsed[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            settings[name] = text
-    return settings
+            parsed[name] = text
+    return parsed
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Runs the cells ``args`` name that have no current result file yet."""
-    diffusion_kwargs = {
-        name: None if getattr(args, name) == NONE else getattr(args, name)
-        for name in CHECKABLE_SETTINGS if getattr(args, name) is not None
-    }
+    diffusion_kwargs = settings.given_flags(args)
+    diffusion_kwargs.update({
+        name: getattr(args, name) for name in ("drop_state_coordinates", "debug_use_ground_truth")
+        if getattr(args, name) is not None
+    })
     track = TRACKS[args.track]
     args.tasks = args.tasks or list(track.budgets)
     args.methods = args.methods or list(track.methods)
     args.results_dir = args.results_dir or track.results_dir
     try:
         check_choices(args.methods, args.tasks, args.track)
-        diffusion_kwargs.update(trainer_settings(args.settings))
+        diffusion_kwargs.update(trainer_settings(args.assignments))
     except ValueError as e:
         parser.error(str(e))
     if args.address is not None and args.backend != "ray":
