@@ -25,13 +25,15 @@ network evaluations where the estimate's variance is:
 """
 
 import contextlib
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from imitation.rewards import reward_nets
 from imitation.rewards.reward_nets import RewardNet
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_diffusion_il import data, flatten
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -343,6 +345,26 @@ class DiffusionScoreReward(RewardNet):
         every step; no layer here behaves differently in training mode.
         """
         return self(*self.preprocess(state, action, next_state, done))
+
+
+def reward_std_for(gen_algo: BaseAlgorithm, reward_std: Union[float, str, None] = "auto") -> Optional[float]:
+    """The scale of the reward ``gen_algo`` trains on: ``reward_std``, where ``"auto"`` is the
+    learner's entropy coefficient (temperature) if it has one, else 1.0.
+
+    With rewards much smaller than SAC's temperature the policy stays near-random
+    for thousands of steps (Pendulum-v1: std 0.1 under SB3's initial temperature
+    of 1.0, ``docs/settings.md``); PPO normalises advantages, and TD3, DDPG and
+    DQN explore by fixed noise, so for them only the value scale changes.
+    """
+    if reward_std != "auto":
+        return reward_std
+    if not isinstance(gen_algo, OffPolicyAlgorithm):
+        return 1.0
+    if getattr(gen_algo, "log_ent_coef", None) is not None:  # ent_coef="auto..."
+        return float(th.exp(gen_algo.log_ent_coef.detach()).item())
+    if getattr(gen_algo, "ent_coef_tensor", None) is not None:  # a fixed ent_coef
+        return float(gen_algo.ent_coef_tensor.item())
+    return 1.0
 
 
 class TrainingReward(reward_nets.ForwardWrapper):

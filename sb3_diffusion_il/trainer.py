@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from sb3_diffusion_il import checkpoint, data, relabel, settings
 from sb3_diffusion_il.buffers import LearnerStateBuffer
-from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, TrainingReward
+from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, TrainingReward, reward_std_for
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.features import Features
 from sb3_diffusion_il.score_net import ScoreNetwork, ScorePair, heldout_loss, torch_rng_seeded_from
@@ -117,7 +117,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         # A learner score built here starts as a copy of the fitted expert's, so that the
         # cost is zero until the learner score has seen the learner's states.
         self._copy_expert_into_learner = learner_score_net is None
-        self.reward_std = _resolved_reward_std(self.settings.reward_std, gen_algo)
+        self.reward_std = reward_std_for(gen_algo, self.settings.reward_std)
         cost = DiffusionScoreReward(
             venv.observation_space, venv.action_space, self.expert_score_net, self.learner_score_net,
             self.schedule, self.settings.conditioning, self.settings.cost_timesteps, self.generator,
@@ -396,25 +396,6 @@ def _check_finite(value: Union[float, th.Tensor], what: str, round_: int) -> Non
             f"Non-finite {what} in round {round_}: stopping. Check the demonstrations and "
             "the environment's observations for NaN/inf or huge values, or lower the score learning rate.",
         )
-
-
-def _resolved_reward_std(reward_std: Union[float, str, None], gen_algo: base_class.BaseAlgorithm) -> Optional[float]:
-    """``reward_std``, with ``"auto"`` the learner's entropy coefficient (temperature) if it has one, else 1.0.
-
-    With rewards much smaller than SAC's temperature the policy stays near-random
-    for thousands of steps (Pendulum-v1: std 0.1 under SB3's initial temperature
-    of 1.0, ``docs/settings.md``); PPO normalises advantages, and TD3, DDPG and
-    DQN explore by fixed noise, so for them only the value scale changes.
-    """
-    if reward_std != settings.AUTO:
-        return reward_std
-    if not isinstance(gen_algo, OffPolicyAlgorithm):
-        return 1.0
-    if getattr(gen_algo, "log_ent_coef", None) is not None:  # ent_coef="auto..."
-        return float(th.exp(gen_algo.log_ent_coef.detach()).item())
-    if getattr(gen_algo, "ent_coef_tensor", None) is not None:  # a fixed ent_coef
-        return float(gen_algo.ent_coef_tensor.item())
-    return 1.0
 
 
 class _FiniteRewards(BaseCallback):
