@@ -4,7 +4,7 @@ import json
 import pathlib
 from typing import Any, Dict
 
-from sb3_diffusion_il import data
+from sb3_diffusion_il import files
 
 
 def rss_mib() -> float:
@@ -19,4 +19,4 @@ def write_result(path: pathlib.Path, result: Dict[str, Any]) -> None:
     """Prints a benchmark's figures and writes them, atomically, to its committed file."""
     text = json.dumps(result, indent=1)
     print(text)
-    data.atomic_write_bytes(path, text.encode())
+    files.atomic_write_bytes(path, text.encode())

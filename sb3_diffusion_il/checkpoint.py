@@ -22,7 +22,7 @@ from imitation.util import util
 from stable_baselines3.common import base_class, vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_diffusion_il import data, relabel
+from sb3_diffusion_il import files, relabel
 from sb3_diffusion_il.score_net import ScoreNetwork
 from sb3_diffusion_il.settings import Settings
 
@@ -31,6 +31,8 @@ CHECKPOINT_PATTERN = re.compile(r"round_(\d+)\.pt")
 # 0.1.0), whose settings `_settings_of_format_2` reads where this version can resume them.
 CHECKPOINT_FORMAT = 3
 READABLE_FORMATS = (2, CHECKPOINT_FORMAT)
+# The commit of sb3-diffusion-il 0.1.0, the last to write format 2.
+RELEASE_0_1_0 = "cced7ef"
 # Options 0.1.0 had that this version has no more: the value each now always has.
 REMOVED_SETTINGS = {
     "learner_refit": "fresh", "saturation_states": "newest", "reward_normalization": "mean_std",
@@ -44,10 +46,10 @@ TRAINER_ARGUMENTS = ("demo_batch_size", "gen_train_timesteps", "seed")
 
 def write(path: types.AnyPath, state: Dict[str, Any], venv: vec_env.VecEnv) -> None:
     """Writes a trainer's ``state`` to ``path`` atomically, with the format and ``venv``'s spaces."""
-    data.check_writable(util.parse_path(path))  # before the work of serialising
+    files.check_writable(util.parse_path(path))  # before the work of serialising
     buf = io.BytesIO()
     th.save({"format": CHECKPOINT_FORMAT, "spaces": space_signature(venv), **state}, buf)
-    data.atomic_write_bytes(util.parse_path(path), buf.getvalue())
+    files.atomic_write_bytes(util.parse_path(path), buf.getvalue())
 
 
 def read(path: types.AnyPath, venv: vec_env.VecEnv) -> Dict[str, Any]:
@@ -144,7 +146,7 @@ def latest_checkpoint(directory: types.AnyPath) -> Optional[pathlib.Path]:
     return checkpoints[max(checkpoints)] if checkpoints else None
 
 
-class CheckpointCallback:
+class SaveCheckpoints:
     """A ``train(callback=...)`` that saves the trainer every ``every`` rounds, keeping the newest ``keep``.
 
     Resume with ``DiffusionScoreIL.load(latest_checkpoint(directory), ...)``.
@@ -262,8 +264,8 @@ def _settings_of_format_2(saved: Dict[str, Any], path: types.AnyPath) -> Tuple[D
         if value != kept:
             raise ValueError(
                 f"{path} was trained by sb3-diffusion-il 0.1.0 with {name}={value!r}, which this version no "
-                f"longer has (it always uses {kept!r}): resume it with `pip install sb3-diffusion-il==0.1.0`, "
-                "or start a new run.",
+                f"longer has (it always uses {kept!r}): resume it with sb3-diffusion-il 0.1.0 (`pip install -e .` "
+                f"in a checkout of its commit, {RELEASE_0_1_0}), or start a new run.",
             )
     arguments = {name: saved.pop(name) for name in TRAINER_ARGUMENTS}
     return saved, arguments

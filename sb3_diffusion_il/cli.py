@@ -33,10 +33,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 import sb3_diffusion_il
-from sb3_diffusion_il import commands, data, settings
-# The benchmark suite's own commands (make-demos, compare, plot) and its task registry
-# (whether a task's episodes can end early); train and evaluate use nothing else of it.
-from sb3_diffusion_il.benchmark import compare, experts, report, tasks
+from sb3_diffusion_il import commands, data, files, settings
+# The benchmark suite's own commands (make-demos, compare, plot); train and evaluate use none of it.
+from sb3_diffusion_il.benchmark import compare, experts, report
 from sb3_diffusion_il.trainer import DiffusionScoreIL, default_round_length
 
 PROG = "sb3-diffusion-il"
@@ -100,7 +99,7 @@ def resolve_demonstrations(source: str, env_id: Optional[str] = None) -> Demonst
         env_id = env_id or (manifest or {}).get("env_id")
         if env_id is None:
             raise ValueError(f"{path} has no manifest ({manifest_file.name}) naming its task: pass --env ENV_ID")
-        tasks.check_env_id(env_id)
+        data.check_env_id(env_id)
         trajectories = data.read_trajectories(path, manifest["sha256"] if manifest else None)
         # The manifest's returns describe its own task, not one --env names instead.
         same_task = manifest is not None and manifest.get("env_id") == env_id
@@ -109,7 +108,7 @@ def resolve_demonstrations(source: str, env_id: Optional[str] = None) -> Demonst
         raise ValueError(f"no demonstration file {path}")
     if env_id is not None:
         raise ValueError(f"--env is for a demonstration file; {source!r} names its task itself")
-    tasks.check_env_id(source)
+    data.check_env_id(source)
     return Demonstrations(source, data.load_demonstrations(source), data.expert_stats(source))
 
 
@@ -260,7 +259,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
             custom_logger=imit_logger.configure(args.output / "logs", log_formats),
             log_dir=args.output / "logs",
             init_tensorboard=args.tensorboard,
-            allow_variable_horizon=not tasks.get_task(demos.env_id).fixed_horizon,
+            # Whether the expert's task ends episodes early, as its manifest records it (else: it may).
+            allow_variable_horizon=not (demos.manifest or {}).get("fixed_horizon", False),
             seed=args.seed,
             **settings.given_flags(args),
         )
@@ -295,7 +295,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         mean, std = true_return(learner, evaluation_env(demos.env_id, args.seed), args.eval_episodes)
         record.update(eval_return_mean=mean, eval_return_std=std, eval_episodes=args.eval_episodes)
         print(describe_return(demos.env_id, mean, std, args.eval_episodes, record["reference_returns"]))
-    data.atomic_write_bytes(args.output / RUN_FILE, json.dumps(record, indent=1).encode())
+    files.atomic_write_bytes(args.output / RUN_FILE, json.dumps(record, indent=1).encode())
 
 
 # -- evaluate ---------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         parser.error(f"{zip_path} holds a {' or '.join(held)} learner, not {algo}: pass "
                      + " or ".join(f"--algo {name}" for name in held))
     try:
-        tasks.check_env_id(env_id)
+        data.check_env_id(env_id)
     except ValueError as e:
         parser.error(str(e))
     try:

@@ -11,9 +11,7 @@ A *feature* is what the diffusion models see for one transition ``(s, a, s')``:
 import hashlib
 import io
 import json
-import os
 import pathlib
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
@@ -23,7 +21,7 @@ import numpy as np
 import torch as th
 from imitation.data import rollout, types
 
-from sb3_diffusion_il import flatten
+from sb3_diffusion_il import files, flatten
 
 CONDITIONINGS = ("state", "state_action", "state_next_state")
 # Fewest demonstration states accepted: one state is no distribution.
@@ -244,22 +242,6 @@ def _check_arrays(arrays: DemonstrationArrays) -> None:
             )
 
 
-def check_writable(path: pathlib.Path) -> None:
-    """Makes ``path``'s folder if needed; raises an ``OSError`` that names ``path``, the
-    problem and the fix if a file cannot be written there (before any work is done)."""
-    if path.is_dir():
-        raise IsADirectoryError(f"Cannot write {path}: it is a directory. Name a file, e.g. {path / 'file'}.")
-    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise NotADirectoryError(f"Cannot write {path}: {existing} is a file, not a folder. Choose another path.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(e.errno, f"Cannot create the folder of {path} ({e.strerror}): choose a path you can write to.")
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"Cannot write {path}: its folder is not writable. Choose a path you can write to.")
-
-
 # Bundled demonstration files -------------------------------------------------
 
 
@@ -279,28 +261,6 @@ def bundled_env_ids() -> List[str]:
     return sorted(json.loads(p.read_text())["env_id"] for p in DEMO_DIR.glob("*.json"))
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    """Writes ``data`` so that ``path`` is either the old file or the whole new one.
-
-    :raises OSError: naming ``path``, what is wrong with it and what to do, when it cannot be written
-    """
-    path = pathlib.Path(path)
-    check_writable(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as e:
-        raise OSError(e.errno, f"Cannot write {path} ({e.strerror}): choose a path you can write to.") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_trajectories(path: pathlib.Path, trajectories: Sequence[types.TrajectoryWithRew]) -> str:
     """Writes trajectories as compressed float32 arrays; returns the file's sha256."""
     buf = io.BytesIO()
@@ -313,7 +273,7 @@ def save_trajectories(path: pathlib.Path, trajectories: Sequence[types.Trajector
         terminal=np.array([t.terminal for t in trajectories], dtype=bool),
     )
     data = buf.getvalue()
-    atomic_write_bytes(path, data)
+    files.atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -368,12 +328,20 @@ def _manifest(env_id: str) -> Dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _is_registered(env_id: str) -> bool:
+def check_env_id(env_id: str) -> None:
+    """Raises ValueError, with gymnasium's hint at close names, unless ``env_id`` is a registered task."""
     if env_id.startswith("seals/"):
         import seals  # noqa: F401  (registers the seals/* ids)
     try:
         gym.spec(env_id)
-    except gym.error.Error:
+    except gym.error.Error as e:
+        raise ValueError(f"unknown task {env_id!r}: {e}") from None
+
+
+def _is_registered(env_id: str) -> bool:
+    try:
+        check_env_id(env_id)
+    except ValueError:
         return False
     return True
 

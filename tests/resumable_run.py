@@ -16,15 +16,15 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_diffusion_il import DiffusionScoreIL, data, load_demonstrations
-from sb3_diffusion_il.checkpoint import CheckpointCallback, latest_checkpoint
+from sb3_diffusion_il import DiffusionScoreIL, files, load_demonstrations
+from sb3_diffusion_il.checkpoint import SaveCheckpoints, latest_checkpoint
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
 
 def stall_in_write(k: int) -> None:
     """Makes the k-th `atomic_write_bytes` write half its temporary file, then hang."""
-    write = data.atomic_write_bytes
+    write = files.atomic_write_bytes
     calls = []
 
     def stalling(path: pathlib.Path, payload: bytes) -> None:
@@ -37,7 +37,7 @@ def stall_in_write(k: int) -> None:
         print("stalled in write", flush=True)
         time.sleep(600)
 
-    data.atomic_write_bytes = stalling
+    files.atomic_write_bytes = stalling
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     else:
         trainer = DiffusionScoreIL.load(latest, demonstrations=demos, venv=venv)
     print(f"start round {trainer.rounds_done}", flush=True)
-    checkpointer = CheckpointCallback(trainer, args.dir, every=1, keep=2)
+    checkpointer = SaveCheckpoints(trainer, args.dir, every=1, keep=2)
 
     def callback(round_: int) -> None:
         checkpointer(round_)

@@ -17,7 +17,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_diffusion_il import CheckpointCallback, DiffusionScoreIL, latest_checkpoint
+from sb3_diffusion_il import SaveCheckpoints, DiffusionScoreIL, latest_checkpoint
 from sb3_diffusion_il.checkpoint import list_checkpoints
 
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
@@ -155,13 +155,13 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, pendulum_states):
 
 def test_nan_stops_training_and_keeps_last_checkpoint(tmp_path, venv, sac, pendulum_states):
     trainer = make_trainer(venv, sac, pendulum_states)
-    trainer.train(200, callback=CheckpointCallback(trainer, tmp_path), progress_bar=False)
+    trainer.train(200, callback=SaveCheckpoints(trainer, tmp_path), progress_bar=False)
     good = latest_checkpoint(tmp_path)
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
     with th.no_grad():
         next(trainer.learner_score_net.parameters()).fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="Non-finite (relabelled reward|reward of venv_wrapped) in round 1"):
-        trainer.train(200, callback=CheckpointCallback(trainer, tmp_path), progress_bar=False)
+        trainer.train(200, callback=SaveCheckpoints(trainer, tmp_path), progress_bar=False)
     assert latest_checkpoint(tmp_path) == good
     assert hashlib.sha256(good.read_bytes()).hexdigest() == digest
     DiffusionScoreIL.load(good, demonstrations=pendulum_states, venv=venv)

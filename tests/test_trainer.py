@@ -493,7 +493,7 @@ def test_checkpoint_of_release_0_1_0_loads_or_is_refused(tmp_path, venv, sac, pe
     old = as_release_0_1_0(dict(state))
     del old["settings"]["learner_refit"]  # saved before the setting existed, when every refit was warm
     th.save(old, tmp_path / "older.pt")
-    with pytest.raises(ValueError, match="learner_refit='warm'.*pip install sb3-diffusion-il==0.1.0"):
+    with pytest.raises(ValueError, match="learner_refit='warm'.*sb3-diffusion-il 0.1.0.*commit, cced7ef"):
         DiffusionScoreIL.load(tmp_path / "older.pt", demonstrations=pendulum_states, venv=venv, gen_algo=sac)
 
 

@@ -46,7 +46,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import checkpoint, commands, data, settings
+from sb3_diffusion_il import checkpoint, commands, data, files, settings
 from sb3_diffusion_il.benchmark import baselines
 from sb3_diffusion_il.benchmark.experts import versions
 from sb3_diffusion_il.benchmark.tasks import get_task
@@ -411,7 +411,7 @@ class CellCheckpoints:
             trainer.save(path)
         else:
             checkpoint.write(path, baselines.state_of(trainer), trainer.venv)
-        data.atomic_write_bytes(path.with_suffix(".json"), json.dumps(progress).encode())
+        files.atomic_write_bytes(path.with_suffix(".json"), json.dumps(progress).encode())
         for old in self._pairs()[:-1]:
             for suffix in (".json", ".pt"):
                 (self.directory / f"{old:07d}{suffix}").unlink()
@@ -432,7 +432,7 @@ def reference_returns(env_id: str) -> Dict[str, float]:
 
 def write_result(cell: Cell, results_dir: pathlib.Path, result: Dict[str, Any]) -> None:
     """Writes a cell's result file atomically: a run killed midway leaves none."""
-    data.atomic_write_bytes(cell.path(results_dir), json.dumps(result, indent=1).encode())
+    files.atomic_write_bytes(cell.path(results_dir), json.dumps(result, indent=1).encode())
 
 
 def run_cell(

@@ -25,8 +25,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_diffusion_il import commands, data
-from sb3_diffusion_il.benchmark.tasks import check_env_id, get_task, steady_at
+from sb3_diffusion_il import commands, data, files
+from sb3_diffusion_il.benchmark.tasks import get_task, steady_at
 
 ALGOS = {"SAC": SAC, "PPO": PPO}
 # The checkpoint's files in the work dir.
@@ -208,7 +208,7 @@ class _EvaluateAndCheckpoint(BaseCallback):
             temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
             save(temporary)
             temporary.replace(path)
-        data.atomic_write_bytes(self.work_dir / CURVE, json.dumps(self.curve).encode())
+        files.atomic_write_bytes(self.work_dir / CURVE, json.dumps(self.curve).encode())
 
 
 def _grow_replay_buffer(model: SAC, size: int) -> None:
@@ -305,7 +305,7 @@ def make_demonstrations(
     # Classes among the settings (a policy's activation_fn) are written by name,
     # schedules by their repr.
     text = json.dumps(manifest, indent=1, default=lambda value: getattr(value, "__name__", repr(value)))
-    data.atomic_write_bytes(data.manifest_path(env_id, out_dir), text.encode())
+    files.atomic_write_bytes(data.manifest_path(env_id, out_dir), text.encode())
     return manifest
 
 
@@ -330,7 +330,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Trains (or resumes) the expert and writes its demonstrations, as ``args`` say."""
     try:
-        check_env_id(args.env_id)
+        data.check_env_id(args.env_id)
     except ValueError as e:
         parser.error(str(e))
     work_dir = args.work_dir or pathlib.Path("experts") / data.demo_path(args.env_id).stem

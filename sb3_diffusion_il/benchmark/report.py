@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sb3_diffusion_il import commands, data
+from sb3_diffusion_il import commands, data, files
 from sb3_diffusion_il.benchmark import compare, tasks
 
 FRACTIONS = {"short": (0.5, 1.0), "long": (0.25, 0.5, 1.0)}
@@ -267,7 +267,7 @@ def update_section(path: pathlib.Path, markdown: str, section: str) -> None:
         raise ValueError(f"{path} has no {start} ... {end} markers to put the table between.")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    data.atomic_write_bytes(path, f"{head}{start}\n{markdown}\n{end}{tail}".encode())
+    files.atomic_write_bytes(path, f"{head}{start}\n{markdown}\n{end}{tail}".encode())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     # The page is included into docs/benchmarks.md, so the plot is linked from the docs folder.
     link = plot.relative_to(DOCS_DIR) if plot.is_relative_to(DOCS_DIR) else plot
     page = RESULTS_PAGE_HEAD.format(plot=link) + markdown + experts
-    data.atomic_write_bytes(args.out_dir / page_name, page.encode())
+    files.atomic_write_bytes(args.out_dir / page_name, page.encode())
     if readme:
         update_section(readme, markdown, section)
     print(markdown)

@@ -141,11 +141,3 @@ def get_task(env_id: str) -> Task:
     discrete = isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
     env.close()
     return Task(env_id, 1_000_000, fixed_horizon=False, expert_algo="PPO" if discrete else "SAC")
-
-
-def check_env_id(env_id: str) -> None:
-    """Raises ValueError, with gymnasium's hint at close names, unless ``env_id`` is a registered task."""
-    try:
-        get_task(env_id)
-    except gym.error.Error as e:
-        raise ValueError(f"unknown task {env_id!r}: {e}") from None
