@@ -94,9 +94,10 @@ def _setting(default: Any, check: Callable[[str, Any], None], help: str, flag_ty
 
 
 def _int_flag(text: str) -> int:
-    value = int(text.replace("_", ""))
-    check_int("value", value)
-    return value
+    return int(text.replace("_", ""))
+
+
+_int_flag.__name__ = "integer"  # argparse names the type in its errors
 
 
 def _quantile_flag(text: str) -> Optional[float]:
@@ -236,8 +237,24 @@ def add_flags(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = 
         if flag_type is None or (names is not None and field.name not in names):
             continue
         choices = {"conditioning": CONDITIONINGS, "cost_precision": PRECISIONS}.get(field.name)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=flag_type, default=argparse.SUPPRESS,
-                            choices=choices, help=f"{field.metadata['help']} (default: {_default(field.name)})")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_checked(field, flag_type),
+                            default=argparse.SUPPRESS, choices=choices,
+                            help=f"{field.metadata['help']} (default: {_default(field.name)})")
+
+
+def _checked(field: dataclasses.Field, flag_type: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``flag_type``, then the setting's own check: a bad value is refused as the flag is parsed."""
+
+    def parse(text: str) -> Any:
+        value = flag_type(text)
+        try:
+            field.metadata["check"](field.name, value)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    parse.__name__ = getattr(flag_type, "__name__", "value")  # argparse names the type in its errors
+    return parse
 
 
 def given_flags(args: argparse.Namespace) -> Dict[str, Any]:
