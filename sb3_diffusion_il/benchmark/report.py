@@ -190,9 +190,9 @@ def steps_to_expert(results: Results, track: str = "long") -> str:
         for method in methods:
             runs = results[env_id].get(method, {})
             steps = [first_reached(runs[seed]) for seed in sorted(runs)]
-            # A run that never reached it counts as past the budget: a median past it is "–".
-            median = np.median([budgets[env_id] + 1 if s is None else s for s in steps]) if steps else np.inf
-            medians[method] = median if median <= budgets[env_id] else None
+            # A run that never reached it counts as never (inf): a median of never is "–".
+            median = np.median([np.inf if s is None else s for s in steps]) if steps else np.inf
+            medians[method] = median if np.isfinite(median) else None
             shown = ", ".join("–" if s is None else f"{s:,}" for s in steps) or "–"
             cells.append(f"{shown} ({'–' if medians[method] is None else f'{medians[method]:,.0f}'})")
         ours, rl = medians.get("diffusion_score"), medians.get("rl")
