@@ -104,6 +104,9 @@ def _quantile_flag(text: str) -> Optional[float]:
     return None if text.lower() == "none" else float(text)
 
 
+_quantile_flag.__name__ = "number or 'none'"
+
+
 def _auto_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     """A flag's type that also takes 'auto' and 'none' (None)."""
 
