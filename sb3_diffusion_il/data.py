@@ -315,11 +315,13 @@ def read_trajectories(path: pathlib.Path, sha256: Optional[str] = None) -> List[
 def _manifest(env_id: str) -> Dict[str, Any]:
     path = manifest_path(env_id)
     if not path.exists():
-        if not _is_registered(env_id):
+        try:
+            check_env_id(env_id)
+        except ValueError:
             raise ValueError(
                 f"No task {env_id!r} is registered with gymnasium (check the name and version; seals' tasks "
                 f"are 'seals/NAME-vN'). Bundled demonstrations: {bundled_env_ids()}.",
-            )
+            ) from None
         raise ValueError(
             f"{env_id!r} is a gymnasium task, but no expert demonstrations for it are bundled (bundled: "
             f"{bundled_env_ids()}). Make them with `sb3-diffusion-il make-demos {env_id} --out-dir DIR` (it "
@@ -337,13 +339,6 @@ def check_env_id(env_id: str) -> None:
     except gym.error.Error as e:
         raise ValueError(f"unknown task {env_id!r}: {e}") from None
 
-
-def _is_registered(env_id: str) -> bool:
-    try:
-        check_env_id(env_id)
-    except ValueError:
-        return False
-    return True
 
 
 def load_demonstrations(env_id: str, n_episodes: Optional[int] = None) -> List[types.TrajectoryWithRew]:

@@ -58,10 +58,6 @@ class Features:
             _warn_if_out_of_bounds(arrays.obs, self.observation_space)
         return arrays.features(self.conditioning, self.state_coordinates)
 
-    def of_transitions(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor) -> th.Tensor:
-        """The features of flattened transitions (`flatten`), raw."""
-        return data.features(self.conditioning, state, action, next_state, self.state_coordinates)
-
     def binary(self) -> np.ndarray:
         """Which feature coordinates are one-hot or binary (see `flatten`)."""
         obs = flatten.binary_coordinates(self.observation_space)
