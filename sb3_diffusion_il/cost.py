@@ -35,7 +35,7 @@ from imitation.rewards.reward_nets import RewardNet
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_diffusion_il import data, flatten
+from sb3_diffusion_il import absorbing, data, flatten
 from sb3_diffusion_il.diffusion import DiffusionSchedule
 from sb3_diffusion_il.score_net import ScoreNetwork, denoising_errors
 
@@ -62,6 +62,8 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 BFLOAT16_MIN_STATES = 64
 # Seed of the estimate's noise when the reward is evaluated outside training.
 EVALUATION_SEED = 0
+# Noise draws averaged in the absorbing state's cost, once a round.
+ABSORBING_DRAWS = 64
 
 
 def native_bfloat16(device: th.device) -> bool:
@@ -197,11 +199,6 @@ def quantile_timesteps(
     return t, proposal.mean() / proposal[t]
 
 
-def standardize(rewards: th.Tensor, std: float) -> th.Tensor:
-    """Shifts and scales a batch of rewards to mean 0 and standard deviation ``std``."""
-    return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8) * std
-
-
 def saturation_scale(learner_costs: th.Tensor, expert_costs: th.Tensor, quantile: float) -> float:
     """The cost scale ``s`` of the saturated reward ``tanh(-c / s)``.
 
@@ -262,6 +259,8 @@ class DiffusionScoreReward(RewardNet):
         self.state_coordinates = state_coordinates
         self.n_timesteps = n_timesteps
         self.generator = generator
+        # Whether features end with the absorbing indicator (`sb3_diffusion_il.absorbing`).
+        self.absorbing = False
         device = schedule.signal_scale.device
         self.precision = precision
         self.bfloat16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device))
@@ -335,8 +334,9 @@ class DiffusionScoreReward(RewardNet):
         )
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
+        x = data.features(self.conditioning, state, action, next_state, self.state_coordinates)
         with th.no_grad():
-            return -self.cost(data.features(self.conditioning, state, action, next_state, self.state_coordinates))
+            return -self.cost(absorbing.with_indicator(x) if self.absorbing else x)
 
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back.
@@ -387,6 +387,7 @@ class TrainingReward(reward_nets.ForwardWrapper):
         super().__init__(base)
         self.saturation, self.std = saturation, std
         self.scale = 1.0
+        self.absorbing_reward: Optional[float] = None
         self.eval()  # nothing here depends on the mode; see predict_th
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
@@ -407,19 +408,31 @@ class TrainingReward(reward_nets.ForwardWrapper):
             rewards = th.atanh(rewards.clamp(-1 + 1e-6, 1 - 1e-6)) * self.scale
         return -rewards
 
-    def minibatch(self, rewards: th.Tensor) -> th.Tensor:
-        """A relabelled minibatch's rewards, standardised to mean 0 and ``std``."""
-        return rewards if self.std is None else standardize(rewards, self.std)
+    def minibatch(self, rewards: th.Tensor, ended: Optional[th.Tensor] = None, gamma: float = 0.99) -> th.Tensor:
+        """A relabelled minibatch's rewards ``(n, 1)``, standardised to mean 0 and ``std``;
+        those of transitions that ended their episode by termination (``ended``, 1 or 0)
+        also get the absorbing state's worth after them, standardised alike."""
+        mean, scale = (0.0, 1.0) if self.std is None else (rewards.mean(), rewards.std(unbiased=False) + 1e-8)
+        standardized = (rewards - mean) / scale * (self.std or 1.0)
+        if ended is None or self.absorbing_reward is None:
+            return standardized
+        end = (self.absorbing_reward - mean) / scale * (self.std or 1.0)
+        return standardized + ended.reshape(standardized.shape) * absorbing.worth_after(end, gamma)
 
-    def new_round(self, profiled: Optional[th.Tensor], learner: th.Tensor, expert: th.Tensor) -> None:
+    def new_round(self, profiled: Optional[th.Tensor], learner: th.Tensor, expert: th.Tensor,
+                  absorbing_feature: Optional[th.Tensor] = None) -> None:
         """The round's cost timesteps, profiled on the learner features ``profiled``
-        (None: none yet), and its saturation scale, from the costs of the learner's
-        newest features ``learner`` and of the expert's ``expert``."""
+        (None: none yet), its saturation scale, from the costs of the learner's
+        newest features ``learner`` and of the expert's ``expert``, and the reward of
+        the absorbing state ``absorbing_feature`` (None: episodes have none)."""
         self.base.resample_timesteps(profiled)
-        if self.saturation is not None:
-            with th.no_grad():
+        with th.no_grad():
+            if self.saturation is not None:
                 costs = [self.base.cost(x) for x in (learner, expert)]
-            self.scale = saturation_scale(*costs, self.saturation)
+                self.scale = saturation_scale(*costs, self.saturation)
+            if absorbing_feature is not None:
+                cost = self.base.cost(absorbing_feature.expand(ABSORBING_DRAWS, -1)).mean()
+                self.absorbing_reward = float(self.of_negative_cost(-cost))
 
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back (see the base's)."""

@@ -122,7 +122,7 @@ def stalest(scored_at: np.ndarray, current: int, n: int) -> np.ndarray:
 def relabeled_sampling(
     buffer: Union[ReplayBuffer, DictReplayBuffer],
     reward_fn: RelabelFn,
-    transform: Optional[Callable[[th.Tensor], th.Tensor]] = None,
+    transform: Optional[Callable[[Samples], th.Tensor]] = None,
     version: Optional[Callable[[], int]] = None,
     expected_draws: Optional[int] = None,
     stores_current_rewards: bool = False,
@@ -137,8 +137,8 @@ def relabeled_sampling(
     class, so it saves and loads as usual (within the context through `unpatched`).
 
     :param reward_fn: rewards of a batch of transitions, shape ``(n,)``
-    :param transform: applied to each sampled minibatch's rewards ``(batch, 1)``,
-        e.g. a per-minibatch standardisation
+    :param transform: the rewards ``(batch, 1)`` of each sampled minibatch (its samples
+        carrying the current rewards), e.g. standardised per minibatch
     :param version: returns a non-negative number that changes whenever
         ``reward_fn`` does (default: it does not change within the context)
     :param expected_draws: how many transitions the learner's minibatches will
@@ -184,7 +184,7 @@ def relabeled_sampling(
         if len(stale):
             score(stale)
         samples = original_get_samples(batch_inds, env)
-        return samples if transform is None else samples._replace(rewards=transform(samples.rewards))
+        return samples if transform is None else samples._replace(rewards=transform(samples))
 
     stored = buffer.size()
     if reuses:
@@ -225,7 +225,7 @@ class RoundRelabeling:
 
     :param algo: the SB3 off-policy learner
     :param reward_fn: the current reward of stored transitions
-    :param transform: applied to each relabelled minibatch's rewards
+    :param transform: the rewards of each relabelled minibatch, from its samples
     :param refresh: stored transitions rescored each round (the stalest first; the
         others keep their reward of an earlier round); ``"auto"``: one per
         ``AUTO_REFRESH_DRAWS`` transitions a round's minibatches draw; None: every
@@ -233,7 +233,7 @@ class RoundRelabeling:
     """
 
     def __init__(
-        self, algo: OffPolicyAlgorithm, reward_fn: RelabelFn, transform: Callable[[th.Tensor], th.Tensor],
+        self, algo: OffPolicyAlgorithm, reward_fn: RelabelFn, transform: Callable[[Samples], th.Tensor],
         refresh: Union[int, str, None],
     ):
         check_relabelable(algo.replay_buffer)

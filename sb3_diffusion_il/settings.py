@@ -107,6 +107,21 @@ def _quantile_flag(text: str) -> Optional[float]:
 _quantile_flag.__name__ = "number or 'none'"
 
 
+def _bool_flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(text)
+    return lowered == "true"
+
+
+_bool_flag.__name__ = "'true' or 'false'"
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False.")
+
+
 def _auto_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     """A flag's type that also takes 'auto' and 'none' (None)."""
 
@@ -164,6 +179,13 @@ class Settings:
         AUTO, _check_reward_std,
         "the learner's reward is scaled to this std; 'auto': the learner's entropy coefficient where it has "
         "one (SAC, TQC), else 1; 'none': no scaling", _auto_or(float))
+
+    absorbing_states: bool = _setting(
+        True, _check_bool,
+        "an episode the env ends early (not by a time limit) goes on in an absorbing state, whose cost is "
+        "learned like any state's and whose worth the learner's values take on (DAC's treatment); false: the "
+        "end is worth nothing, as in imitation's trainers, which then need allow_variable_horizon=True",
+        _bool_flag)
 
     def __post_init__(self):
         drop = self.drop_state_coordinates

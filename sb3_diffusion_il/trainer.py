@@ -8,7 +8,6 @@ import numpy as np
 import torch as th
 from imitation.algorithms import base
 from imitation.data import types, wrappers
-from imitation.rewards import reward_wrapper
 from imitation.util import logger as imit_logger
 from imitation.util import util
 from stable_baselines3.common import base_class, on_policy_algorithm, policies, vec_env
@@ -16,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from tqdm.auto import tqdm
 
-from sb3_diffusion_il import checkpoint, data, relabel, settings
+from sb3_diffusion_il import absorbing, checkpoint, data, relabel, settings
 from sb3_diffusion_il.buffers import LearnerStateBuffer
 from sb3_diffusion_il.cost import PROFILE_STATES, DiffusionScoreReward, TrainingReward, reward_std_for
 from sb3_diffusion_il.diffusion import DiffusionSchedule
@@ -42,6 +41,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     `sb3_diffusion_il.cost`). Off-policy learners (SAC, TD3, DDPG, TQC, DQN) have
     every replay minibatch relabelled with the current reward; on-policy learners
     (PPO) get it from ``venv_wrapped``, imitation's reward-wrapping VecEnv.
+    Episodes that the env ends early go on in an absorbing state whose cost is
+    learned (`sb3_diffusion_il.absorbing`; the ``absorbing_states`` setting), so
+    terminating tasks need no ``allow_variable_horizon``.
 
     The arguments shared with ``imitation.algorithms.adversarial.AdversarialTrainer``
     mean the same; instead of ``reward_net`` this takes score networks and the
@@ -66,8 +68,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         to ``log_dir/summary``
     :param debug_use_ground_truth: train the learner on the true reward (the
         sanity check imitation offers); score networks are still fitted and logged
-    :param allow_variable_horizon: allow episodes of different lengths (see
-        imitation's warning on why this biases imitation)
+    :param allow_variable_horizon: allow episodes of different lengths with
+        ``absorbing_states=False`` (see imitation's warning on why this biases
+        imitation); absorbing states allow them unbiased
     :param seed: seed of score-network initialisation, fitting and cost noise
     :param method_settings: the method's settings (``conditioning``, ``reward_std``, ...):
         the fields of `sb3_diffusion_il.settings.Settings`, where each is documented
@@ -113,6 +116,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         super().__init__(
             demonstrations=demonstrations, custom_logger=custom_logger, allow_variable_horizon=allow_variable_horizon,
         )
+        self.learner_buffer = LearnerStateBuffer(self.settings.learner_buffer_size, self.expert_data.shape[1])
         self._build_scores(expert_score_net, learner_score_net)
         # A learner score built here starts as a copy of the fitted expert's, so that the
         # cost is zero until the learner score has seen the learner's states.
@@ -123,6 +127,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             self.schedule, self.settings.conditioning, self.settings.cost_timesteps, self.generator,
             self.settings.cost_precision, self.featurizer.state_coordinates,
         )
+        cost.absorbing = self.featurizer.absorbing
         self._reward = TrainingReward(cost, self.settings.reward_saturation, self.reward_std)
         self._log_dir = util.parse_path(log_dir)
         self._summary_writer = None
@@ -134,7 +139,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.gen_callback: Optional[BaseCallback] = _FiniteRewards()
         self.venv_wrapped = self.venv_buffering
         if not debug_use_ground_truth:
-            self.venv_wrapped = reward_wrapper.RewardVecEnvWrapper(self.venv_buffering, reward_fn=self._env_reward)
+            # Off-policy learners get the absorbing state's worth in relabelled minibatches.
+            end_worth = (lambda: 0.0) if isinstance(gen_algo, OffPolicyAlgorithm) else self._end_worth
+            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, end_worth)
             self.gen_callback = self.venv_wrapped.make_log_callback()
         self.venv_train = self.venv_wrapped
         self.gen_algo.set_env(self.venv_train)
@@ -177,7 +184,6 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if not learner.is_fitted:
             learner.set_normalization(expert.mean.cpu().numpy(), expert.std.cpu().numpy())
         self.schedule = DiffusionSchedule(self.settings.diffusion_steps).to(self.gen_algo.device)
-        self.learner_buffer = LearnerStateBuffer(self.settings.learner_buffer_size, dim)
         self.scores = ScorePair(
             expert, learner, self.schedule, self.settings.score_opt_cls, dict(self.settings.score_opt_kwargs),
             self.demo_batch_size, self.learner_buffer, self.generator,
@@ -185,7 +191,12 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def set_demonstrations(self, demonstrations: data.AnyDemonstrations) -> None:
         """Sets the expert data the expert score network is fitted on (split off 10% held out)."""
-        x = th.as_tensor(self.featurizer.of(demonstrations, check_bounds=True), device=self.gen_algo.device)
+        x = self.featurizer.of(demonstrations, check_bounds=True)
+        if self.settings.absorbing_states and not self.featurizer.absorbing and self.featurizer.terminations(
+                demonstrations):
+            self.featurizer.start_absorbing(x)
+            x = self.featurizer.of(demonstrations)
+        x = th.as_tensor(x, device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
@@ -235,10 +246,17 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
         return rewards
 
-    def _minibatch_reward(self, rewards: th.Tensor) -> th.Tensor:
-        """Each relabelled minibatch, standardised as the reference does."""
-        self._relabel_costs.append(float(self._reward.cost_of(rewards).mean()))
-        rewards = self._reward.minibatch(rewards)
+    def _end_worth(self) -> float:
+        """What the absorbing state is worth after a termination, this round (0 before any)."""
+        if self._reward.absorbing_reward is None:
+            return 0.0
+        return absorbing.worth_after(self._reward.absorbing_reward, self.gen_algo.gamma)
+
+    def _minibatch_reward(self, samples: relabel.Samples) -> th.Tensor:
+        """Each relabelled minibatch's rewards, standardised as the reference does, with the
+        absorbing state's worth after each termination."""
+        self._relabel_costs.append(float(self._reward.cost_of(samples.rewards).mean()))
+        rewards = self._reward.minibatch(samples.rewards, samples.dones, self.gen_algo.gamma)
         _check_finite(rewards, "relabelled reward", self._global_step)
         return rewards
 
@@ -250,7 +268,10 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if len(self.learner_buffer):
             profiled = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
             learner = th.as_tensor(self.learner_buffer.newest(N_COST_LOG_SAMPLES), device=expert.device)
-        self._reward.new_round(profiled, learner, expert)
+        end = None
+        if self.featurizer.absorbing:
+            end = th.as_tensor(self.featurizer.absorbing_feature(), device=expert.device)
+        self._reward.new_round(profiled, learner, expert, end)
         self._reward_version += 1
         if self._reward.saturation is not None:
             self.logger.record("diffusion/saturation_scale", self._reward.scale)
@@ -277,6 +298,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         elapsed = time.perf_counter() - start
         trajectories, ep_lens = self.venv_buffering.pop_trajectories()
         self._check_fixed_horizon(ep_lens)
+        if self.settings.absorbing_states and not self.featurizer.absorbing and self.featurizer.terminations(
+                trajectories):
+            self.start_absorbing()
         self._last_round_features = self.features(trajectories)
         self.learner_buffer.add(self._last_round_features)
         self.logger.record("diffusion/env_steps_per_second", total_timesteps / elapsed)
@@ -326,6 +350,42 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             if callback:
                 callback(r)
             self.logger.dump(self._global_step)
+
+    def _check_fixed_horizon(self, horizons) -> None:
+        """imitation's check that episodes are of one length, which absorbing states make unneeded."""
+        if not self.settings.absorbing_states:
+            super()._check_fixed_horizon(horizons)
+
+    def use_score_nets(self, expert_score_net: ScoreNetwork, learner_score_net: ScoreNetwork) -> None:
+        """Replaces the score networks (of the features as they are now), in the reward too."""
+        self._build_scores(expert_score_net, learner_score_net)
+        self._reward.base.expert, self._reward.base.learner = self.expert_score_net, self.learner_score_net
+
+    def start_absorbing(self, expert_score_net: Optional[ScoreNetwork] = None,
+                        learner_score_net: Optional[ScoreNetwork] = None) -> None:
+        """Adds the absorbing indicator to the features, once an episode has ended by termination:
+        the expert's features and the learner's gain it, and the score networks are replaced by
+        the ones given (of these features) or by new ones like today's, the expert's fitted."""
+        self.featurizer.start_absorbing(th.cat([self.expert_data, self.expert_heldout]))
+        self.expert_data, self.expert_heldout = (absorbing.with_indicator(x) for x in (self.expert_data,
+                                                                                      self.expert_heldout))
+        self.learner_buffer = self.learner_buffer.with_column(0.0)
+        self._last_round_features = absorbing.with_indicator(self._last_round_features)
+        self._reward.base.absorbing = True
+        dim = self.expert_data.shape[1]
+        with torch_rng_seeded_from(self.generator):
+            expert_score_net, learner_score_net = (
+                given if given is not None else ScoreNetwork(**{**net.config(), "dim": dim})
+                for given, net in ((expert_score_net, self.expert_score_net),
+                                   (learner_score_net, self.learner_score_net))
+            )
+        self.use_score_nets(expert_score_net, learner_score_net)
+        self.logger.log("An episode ended by termination: the features gain the absorbing indicator.")
+        if not self.expert_score_net.is_fitted:
+            self.pretrain_expert(progress_bar=False)
+            self.expert_score_net.requires_grad_(False)
+            if self._copy_expert_into_learner:
+                self.learner_score_net.load_state_dict(self.expert_score_net.state_dict())
 
     @property
     def rounds_done(self) -> int:

@@ -86,7 +86,7 @@ def test_memory_optimised_buffer_scores_the_right_next_observation():
 
 def test_transform_applies_to_each_minibatch():
     buffer = filled_buffer()
-    with relabel.relabeled_sampling(buffer, CountingReward(), transform=lambda r: r - r.mean()):
+    with relabel.relabeled_sampling(buffer, CountingReward(), transform=lambda s: s.rewards - s.rewards.mean()):
         samples = buffer.sample(16)
     assert abs(float(samples.rewards.mean())) < 1e-3
 
