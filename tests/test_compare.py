@@ -55,7 +55,7 @@ def test_done_cells_are_skipped_and_outdated_ones_rerun(tmp_path):
 
 
 def test_cells_made_with_an_earlier_default_keep_its_setting(tmp_path):
-    name, earlier = compare.DEFAULT_CHANGES[-1]
+    name, earlier, _ = next(change for change in compare.DEFAULT_CHANGES if change[2])
     before = write(tmp_path, fake_result("diffusion_score", 0, -200.0, default_changes=0))
     current = write(tmp_path, fake_result("diffusion_score", 1, -200.0))
     # Told today's default by name before it was one: made as today's defaults make it.
@@ -80,8 +80,17 @@ def today_default(name):
 
 
 def test_default_changes_name_defaults_that_changed():
-    for name, earlier in compare.DEFAULT_CHANGES:
+    for name, earlier, _ in compare.DEFAULT_CHANGES:
         assert str(today_default(name)) != earlier
+
+
+def test_a_default_that_changed_only_episodes_that_end_early_keeps_fixed_horizon_cells(tmp_path):
+    before = len(compare.DEFAULT_CHANGES) - 1
+    assert compare.DEFAULT_CHANGES[before][:2] == ("absorbing_states", "False")
+    fixed = fake_result("diffusion_score", 0, -200.0, default_changes=before)
+    ending = fake_result("diffusion_score", 0, 900.0, env_id="InvertedPendulum-v4", default_changes=before)
+    assert compare.settings_of(fixed) == {}
+    assert compare.settings_of(ending) == {"absorbing_states": "False"}
 
 
 def test_report_leaves_out_other_versions_and_budgets(tmp_path):

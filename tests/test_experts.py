@@ -93,3 +93,30 @@ def test_training_stops_once_steady(tmp_path, monkeypatch):
                          algo_kwargs=dict(learning_starts=5_000), target=1.0)
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert curve[-1][0] == 800 and model.num_timesteps <= 801
+
+
+@pytest.mark.parametrize("env_id, source_id", [("Hopper-v4", "seals/Hopper-v1"), ("Walker2d-v4", "seals/Walker2d-v1")])
+def test_demonstrations_of_the_terminating_tasks_are_what_gymnasium_runs(env_id, source_id):
+    """Replayed a step at a time from the seals expert's states, gymnasium's env gives the
+    same next observations and rewards, and ends the episodes where they end."""
+    env = gym.make(env_id).unwrapped
+    nq, nv = env.model.nq, env.model.nv
+    manifest = data.expert_stats(env_id)
+    assert manifest["recorded_from_sha256"] == data.expert_stats(source_id)["sha256"]
+    sources, demos = data.load_demonstrations(source_id), data.load_demonstrations(env_id)
+    assert [len(t.acts) for t in demos] == manifest["episode_lengths"]
+    rng, checked = np.random.default_rng(0), 0
+    for source, demo in zip(sources, demos):
+        n = len(demo.acts)
+        for step in sorted(set(rng.choice(n, 50)) | {n - 1}):
+            qpos, qvel = source.obs[step, :nq], source.obs[step, nq:nq + nv]
+            if np.abs(qvel).max() >= 10:  # clipped in the observation: not the state
+                continue
+            env.set_state(qpos, qvel)
+            obs, reward, terminated, _, _ = env.step(demo.acts[step])
+            np.testing.assert_allclose(obs, demo.obs[step + 1], atol=2e-3)
+            assert reward == pytest.approx(demo.rews[step], abs=2e-3)
+            assert terminated == (step == n - 1 and n < 1000)
+            checked += 1
+    assert checked >= 100
+    assert manifest["expert_return_mean"] == pytest.approx(np.mean([t.rews.sum() for t in demos]))

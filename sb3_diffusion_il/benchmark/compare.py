@@ -63,10 +63,14 @@ from sb3_diffusion_il.trainer import DiffusionScoreIL
 # are kept in benchmarks/results/harness-v1 and harness-v2).
 HARNESS_VERSION = 3
 # DiffusionScoreIL defaults changed within this harness version, in order, each
-# (name, earlier default). A cell records how many had been made
-# ("default_changes"), so one made before a change keeps its setting by name
-# (`settings_of`) instead of every method's cells being re-run for it.
-DEFAULT_CHANGES: Tuple[Tuple[str, str], ...] = (("learner_refit", "warm"),)
+# (name, earlier default, whether it changed what fixed-horizon tasks do). A cell
+# records how many had been made ("default_changes"), so one made before a change
+# keeps its setting by name (`settings_of`) instead of every method's cells being
+# re-run for it. Absorbing states change nothing where episodes never end early
+# (benchmarks/same_behaviour.py: bit for bit).
+DEFAULT_CHANGES: Tuple[Tuple[str, str, bool], ...] = (
+    ("learner_refit", "warm", True), ("absorbing_states", "False", False),
+)
 METHODS = ("diffusion_score", "gail", "airl", "bc", "rl")
 # Env-step budget per task, the same for every method (what this CPU affords).
 BUDGETS: Dict[str, int] = {
@@ -251,8 +255,9 @@ def settings_of(result: Dict[str, Any]) -> Dict[str, str]:
         told = dict(result["settings"])
     else:  # files from before results recorded settings as data
         told = dict(setting.split("=", 1) for setting in SETTING.split(result["variant"])[1:])
-    for name, earlier in DEFAULT_CHANGES[result.get("default_changes", 0):]:
-        told.setdefault(name, earlier)
+    for name, earlier, everywhere in DEFAULT_CHANGES[result.get("default_changes", 0):]:
+        if everywhere or not get_task(result["env_id"]).fixed_horizon:
+            told.setdefault(name, earlier)
     return dict(sorted(other_than_defaults(told).items()))
 
 

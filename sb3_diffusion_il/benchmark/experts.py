@@ -26,6 +26,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_diffusion_il import commands, data, files
+from sb3_diffusion_il.benchmark import ended_early
 from sb3_diffusion_il.benchmark.tasks import get_task, steady_at
 
 ALGOS = {"SAC": SAC, "PPO": PPO}
@@ -267,6 +268,10 @@ def make_demonstrations(
     :return: the manifest
     """
     task = get_task(env_id)
+    if task.recorded_from:
+        random = record(None, env_id, n_episodes, seed=seed + 2000)
+        return ended_early.make_demonstrations(env_id, task.recorded_from, out_dir, random, command=command,
+                                               versions=versions())
     total_timesteps = total_timesteps or task.expert_timesteps
     eval_every = eval_every or task.eval_every
     algo_kwargs = dict(task.expert_kwargs)

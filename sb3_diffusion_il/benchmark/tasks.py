@@ -1,8 +1,8 @@
 """The benchmark tasks: how each one's expert is trained and how its episodes end.
 
-The MuJoCo tasks are imitation's fixed-horizon ``seals/*`` versions (early
-termination lets episode length carry reward information, which biases
-imitation), plus ``InvertedPendulum-v4``, which does terminate early.
+The MuJoCo tasks are imitation's fixed-horizon ``seals/*`` versions, and
+gymnasium's ``InvertedPendulum-v4``, ``Hopper-v4`` and ``Walker2d-v4``, whose
+episodes end early (``sb3_diffusion_il.absorbing``).
 """
 
 from dataclasses import dataclass, field
@@ -35,6 +35,8 @@ class Task:
     :param expert_target: training stops early once the expert is competent and
         steady: every evaluation over the last tenth of its steps so far at least
         this return and within ``FLAT`` of their mean (None: the whole budget)
+    :param recorded_from: the task whose bundled expert episodes this one's demonstrations
+        are made from (`ended_early`), instead of an expert of its own
     """
 
     env_id: str
@@ -47,6 +49,7 @@ class Task:
     expert_normalize: Union[bool, Mapping[str, bool]] = False
     expert_env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     expert_target: Optional[float] = None
+    recorded_from: Optional[str] = None
 
     def __post_init__(self):
         if self.expert_algo not in EXPERT_ALGOS:
@@ -125,6 +128,9 @@ TASKS: Dict[str, Task] = {
              expert_normalize=True, expert_env_kwargs=_FALL_ENDS_EPISODE, expert_target=3_000),
         Task("seals/Ant-v1", 1_000_000, _SEALS_ANT_PPO, eval_every=20_480, expert_algo="PPO",
              expert_normalize=dict(norm_obs=False, norm_reward=True), expert_target=2_000),
+        # gymnasium's own versions, whose episodes end when the body falls.
+        Task("Hopper-v4", 0, fixed_horizon=False, recorded_from="seals/Hopper-v1"),
+        Task("Walker2d-v4", 0, fixed_horizon=False, recorded_from="seals/Walker2d-v1"),
     )
 }
 
