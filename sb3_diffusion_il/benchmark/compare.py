@@ -80,6 +80,9 @@ BUDGETS: Dict[str, int] = {
     "seals/HalfCheetah-v1": 50_000,
     "seals/Hopper-v1": 50_000,
     "seals/Walker2d-v1": 50_000,
+    # gymnasium's own versions, whose episodes end when the body falls.
+    "Hopper-v4": 100_000,
+    "Walker2d-v4": 100_000,
 }
 LEARNER_ALGOS = {"SAC": SAC, "PPO": PPO}
 DEFAULT_RESULTS_DIR = pathlib.Path("benchmarks/results")
