@@ -6,75 +6,35 @@ mostly positive to prolong them, whatever the expert did. DAC (Kostrikov et al.,
 2019) removes this: the episode goes on in an absorbing state, which the learned
 reward scores like any other state, and the learner's values take its worth on.
 
-Here the features get one more coordinate, the absorbing indicator (0 for the
-env's states), from the first termination seen (in the demonstrations, or else
-in the learner's episodes); each episode that ended by termination adds one
-absorbing feature (the indicator 1, every other coordinate at the expert's
-mean), so both score networks learn how often their data reaches it, and its
-cost is learned, not chosen. A transition that ends its episode by termination
-is then worth its own reward plus the absorbing state's forever after,
-``gamma / (1 - gamma) * r_abs``: relabelled minibatches add it (the learner's
-critic does not bootstrap past a termination), and for on-policy learners the
-env wrapper `EndWorthWrapper` pays it. Adding a constant to every reward
-then adds ``constant / (1 - gamma)`` to every value, whenever the episode ends.
-Envs that never terminate early (imitation's ``seals/*`` tasks) never get the
-coordinate, and train exactly as without this.
+Here the absorbing state is the terminal state itself, held forever, as
+imitation's fixed-horizon ``seals`` tasks hold it until their horizon: staying
+in it (the terminal observation, then the same again, under the last action)
+costs what the learned cost says, which the learner's own terminal states and
+the expert's (if its episodes end early) teach the score networks. A transition
+that ends its episode by termination is worth its own reward plus that of
+staying forever after, ``gamma / (1 - gamma) * r_stay``: relabelled minibatches
+add it (the learner's critic does not bootstrap past a termination), and for
+on-policy learners `EndWorthWrapper` pays it. Adding a constant to every reward
+then adds ``constant / (1 - gamma)`` to every value, however the episode ends.
+Envs that never end episodes early (imitation's ``seals/*`` tasks) train
+exactly as without this.
 """
 
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch as th
-from imitation.data import types
 from imitation.rewards import reward_wrapper
 from stable_baselines3.common import vec_env
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 
-# The key of an episode's last info that SB3's VecEnvs set when a time limit ended it.
+# The key of the last info of an episode that SB3's VecEnvs set when a time limit ended it.
 TRUNCATED = "TimeLimit.truncated"
 
 
-def horizon(venv: vec_env.VecEnv) -> Optional[int]:
-    """The env's time limit (gymnasium's ``max_episode_steps``), or None when it has none or it is unknown."""
-    try:
-        spec = venv.get_attr("spec", indices=[0])[0]
-    except AttributeError:
-        return None
-    return getattr(spec, "max_episode_steps", None)
-
-
-def ended_by_termination(trajectory: types.Trajectory, time_limit: Optional[int]) -> bool:
-    """Whether an episode (or the fragment that ends one) was ended by the env, not a time limit.
-
-    The last info says so where the trajectory keeps infos (SB3's VecEnvs set
-    ``TimeLimit.truncated``); otherwise an episode shorter than ``time_limit``, or
-    any that ends where there is no time limit, ended by termination.
-    """
-    if not trajectory.terminal:
-        return False
-    last_info = trajectory.infos[-1] if trajectory.infos is not None and len(trajectory.infos) else {}
-    if TRUNCATED in last_info:
-        return not last_info[TRUNCATED]
-    return time_limit is None or len(trajectory.acts) < time_limit
-
-
-def terminations(demonstrations: Any, time_limit: Optional[int]) -> int:
-    """How many episodes of ``demonstrations`` ended by termination: 0 unless they are trajectories."""
-    if not isinstance(demonstrations, Sequence) or not demonstrations:
-        return 0
-    if not all(isinstance(t, types.Trajectory) for t in demonstrations):
-        return 0
-    return sum(ended_by_termination(t, time_limit) for t in demonstrations)
-
-
-def with_indicator(x: Union[np.ndarray, th.Tensor], value: float = 0.0) -> Union[np.ndarray, th.Tensor]:
-    """Features with the absorbing indicator appended as their last coordinate."""
-    if isinstance(x, th.Tensor):
-        return th.cat([x, th.full((len(x), 1), value, dtype=x.dtype, device=x.device)], dim=1)
-    return np.concatenate([x, np.full((len(x), 1), value, dtype=x.dtype)], axis=1)
-
-
-def worth_after(reward: float, gamma: float) -> float:
-    """What the absorbing state is worth from the step after a termination on: ``sum_k>=1 gamma^k r_abs``."""
+def worth_after(reward: Any, gamma: float) -> Any:
+    """What staying in the absorbing state is worth from the step after a termination on:
+    ``sum_k>=1 gamma^k reward``."""
     return gamma / (1.0 - gamma) * reward
 
 
@@ -83,22 +43,46 @@ def terminated(dones: np.ndarray, infos: Sequence[Dict[str, Any]]) -> np.ndarray
     return np.array([done and not info.get(TRUNCATED, False) for done, info in zip(dones, infos)], dtype=bool)
 
 
+def staying(samples: Any, rows: th.Tensor) -> Any:
+    """Replay samples ``rows`` as the transitions of staying in their next state (the
+    observation replaced by the next one), e.g. the absorbing state after a termination."""
+    if isinstance(samples, DictReplayBufferSamples):
+        obs = {key: value[rows] for key, value in samples.next_observations.items()}
+        return samples._replace(observations=obs, actions=samples.actions[rows], next_observations=obs,
+                                dones=samples.dones[rows], rewards=samples.rewards[rows])
+    next_obs = samples.next_observations[rows]
+    return samples._replace(observations=next_obs, actions=samples.actions[rows], next_observations=next_obs,
+                            dones=samples.dones[rows], rewards=samples.rewards[rows])
+
+
 class EndWorthWrapper(reward_wrapper.RewardVecEnvWrapper):
-    """imitation's reward-wrapping VecEnv that also pays, at each termination, the absorbing
-    state's worth after it (``end_worth()``), as on-policy learners cannot bootstrap past it.
+    """imitation's reward-wrapping VecEnv that also pays, at each termination, the worth of
+    staying in the terminal state forever after (`worth_after` with the learner's ``gamma``),
+    as on-policy learners cannot bootstrap past it.
 
     :param venv: the env
     :param reward_fn: the reward of a step, as imitation's wrapper takes it
-    :param end_worth: the absorbing state's worth after a termination, at the time of the step
+    :param gamma: the learner's discount; None: pay nothing more (off-policy learners,
+        whose relabelled minibatches add the worth)
     """
 
-    def __init__(self, venv: vec_env.VecEnv, reward_fn: Callable[..., np.ndarray], end_worth: Callable[[], float]):
+    def __init__(self, venv: vec_env.VecEnv, reward_fn: Callable[..., np.ndarray], gamma: Optional[float]):
         super().__init__(venv, reward_fn=reward_fn)
-        self.end_worth = end_worth
+        self.gamma = gamma
 
     def step_wait(self):
         obs, rewards, dones, infos = super().step_wait()
         ended = terminated(dones, infos)
-        if ended.any():
-            rewards = rewards + ended * self.end_worth()
+        if self.gamma is not None and ended.any():
+            last = _stack([infos[i]["terminal_observation"] for i in np.flatnonzero(ended)])
+            stay = self.reward_fn(last, self._actions[ended], last, np.ones(int(ended.sum()), dtype=bool))
+            rewards = rewards.copy()
+            rewards[ended] += worth_after(stay, self.gamma)
         return obs, rewards, dones, infos
+
+
+def _stack(observations: Sequence[Any]) -> Any:
+    """Single observations (arrays, or dicts of arrays) as a batch."""
+    if isinstance(observations[0], dict):
+        return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    return np.stack(observations)

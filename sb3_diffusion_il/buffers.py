@@ -45,13 +45,6 @@ class LearnerStateBuffer:
         idx = (self.pos - n + np.arange(n)) % self.capacity
         return self.rows[idx]
 
-    def with_column(self, value: float) -> "LearnerStateBuffer":
-        """A copy with one more coordinate, ``value`` in every row (in the same storage order)."""
-        wider = LearnerStateBuffer(self.capacity, self.rows.shape[1] + 1)
-        wider.rows[:, :-1], wider.rows[:, -1] = self.rows, value
-        wider.pos, wider.full = self.pos, self.full
-        return wider
-
     def state_dict(self) -> Dict[str, Any]:
         """The rows held in storage order and the write position, for `load_state_dict`.
 

@@ -195,8 +195,6 @@ def trainer_state(trainer: Any, include_learner: bool = True) -> Dict[str, Any]:
         # The round's reward, so that reward_train and reward_test are the trained ones after a load.
         "reward": {"scale": trainer.reward_train.scale, **dict(trainer.reward_train.base.named_buffers(recurse=False))},
         "copy_expert_into_learner": trainer._copy_expert_into_learner,
-        # Whether the features have gained the absorbing indicator (the networks are of them).
-        "absorbing": trainer.featurizer.absorbing,
         "round": trainer._global_step,
         "generator": trainer.generator.get_state(),
         "generator_device": trainer.generator.device.type,
@@ -236,14 +234,8 @@ def load_trainer(cls: type, path: types.AnyPath, *, venv: vec_env.VecEnv,
                 f"{name}={kwargs[name]!r} differs from {path}'s {settings[name]!r}: the saved score networks "
                 f"were fitted with it. Load without {name}, or start a new run to change it.",
             )
-    # Networks of features with the absorbing indicator are set once the trainer's features have it.
-    absorbing = state.get("absorbing", False)
-    trainer = cls(venv=venv, gen_algo=gen_algo, **{**settings, **arguments, **kwargs},
-                  **({} if absorbing else {"expert_score_net": nets[0], "learner_score_net": nets[1]}))
-    if absorbing and not trainer.featurizer.absorbing:
-        trainer.start_absorbing(*nets)
-    elif absorbing:
-        trainer.use_score_nets(*nets)
+    trainer = cls(venv=venv, gen_algo=gen_algo, expert_score_net=nets[0], learner_score_net=nets[1],
+                  **{**settings, **arguments, **kwargs})
     trainer.scores.expert_opt.load_state_dict(state["expert_opt"])
     trainer.scores.learner_opt.load_state_dict(state["learner_opt"])
     trainer.learner_buffer.load_state_dict(state["learner_buffer"])

@@ -62,8 +62,6 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 BFLOAT16_MIN_STATES = 64
 # Seed of the estimate's noise when the reward is evaluated outside training.
 EVALUATION_SEED = 0
-# Noise draws averaged in the absorbing state's cost, once a round.
-ABSORBING_DRAWS = 64
 
 
 def native_bfloat16(device: th.device) -> bool:
@@ -259,8 +257,6 @@ class DiffusionScoreReward(RewardNet):
         self.state_coordinates = state_coordinates
         self.n_timesteps = n_timesteps
         self.generator = generator
-        # Whether features end with the absorbing indicator (`sb3_diffusion_il.absorbing`).
-        self.absorbing = False
         device = schedule.signal_scale.device
         self.precision = precision
         self.bfloat16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device))
@@ -334,9 +330,8 @@ class DiffusionScoreReward(RewardNet):
         )
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
-        x = data.features(self.conditioning, state, action, next_state, self.state_coordinates)
         with th.no_grad():
-            return -self.cost(absorbing.with_indicator(x) if self.absorbing else x)
+            return -self.cost(data.features(self.conditioning, state, action, next_state, self.state_coordinates))
 
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back.
@@ -387,7 +382,6 @@ class TrainingReward(reward_nets.ForwardWrapper):
         super().__init__(base)
         self.saturation, self.std = saturation, std
         self.scale = 1.0
-        self.absorbing_reward: Optional[float] = None
         self.eval()  # nothing here depends on the mode; see predict_th
 
     def forward(self, state: th.Tensor, action: th.Tensor, next_state: th.Tensor, done: th.Tensor) -> th.Tensor:
@@ -408,31 +402,30 @@ class TrainingReward(reward_nets.ForwardWrapper):
             rewards = th.atanh(rewards.clamp(-1 + 1e-6, 1 - 1e-6)) * self.scale
         return -rewards
 
-    def minibatch(self, rewards: th.Tensor, ended: Optional[th.Tensor] = None, gamma: float = 0.99) -> th.Tensor:
-        """A relabelled minibatch's rewards ``(n, 1)``, standardised to mean 0 and ``std``;
-        those of transitions that ended their episode by termination (``ended``, 1 or 0)
-        also get the absorbing state's worth after them, standardised alike."""
+    def minibatch(self, rewards: th.Tensor, ended: Optional[th.Tensor] = None, stay: Optional[th.Tensor] = None,
+                  gamma: float = 0.99) -> th.Tensor:
+        """A relabelled minibatch's rewards ``(n, 1)``, standardised to mean 0 and ``std``.
+
+        :param ended: which transitions ended their episode by termination, ``(n,)`` bools;
+            each gets the worth of staying in its terminal state forever after
+            (`sb3_diffusion_il.absorbing`), its reward ``stay`` ``(ended.sum(), 1)``
+            standardised alike and discounted with ``gamma``
+        """
         mean, scale = (0.0, 1.0) if self.std is None else (rewards.mean(), rewards.std(unbiased=False) + 1e-8)
         standardized = (rewards - mean) / scale * (self.std or 1.0)
-        if ended is None or self.absorbing_reward is None:
-            return standardized
-        end = (self.absorbing_reward - mean) / scale * (self.std or 1.0)
-        return standardized + ended.reshape(standardized.shape) * absorbing.worth_after(end, gamma)
+        if ended is not None and ended.any():
+            standardized[ended] += absorbing.worth_after((stay - mean) / scale * (self.std or 1.0), gamma)
+        return standardized
 
-    def new_round(self, profiled: Optional[th.Tensor], learner: th.Tensor, expert: th.Tensor,
-                  absorbing_feature: Optional[th.Tensor] = None) -> None:
+    def new_round(self, profiled: Optional[th.Tensor], learner: th.Tensor, expert: th.Tensor) -> None:
         """The round's cost timesteps, profiled on the learner features ``profiled``
-        (None: none yet), its saturation scale, from the costs of the learner's
-        newest features ``learner`` and of the expert's ``expert``, and the reward of
-        the absorbing state ``absorbing_feature`` (None: episodes have none)."""
+        (None: none yet), and its saturation scale, from the costs of the learner's
+        newest features ``learner`` and of the expert's ``expert``."""
         self.base.resample_timesteps(profiled)
-        with th.no_grad():
-            if self.saturation is not None:
+        if self.saturation is not None:
+            with th.no_grad():
                 costs = [self.base.cost(x) for x in (learner, expert)]
-                self.scale = saturation_scale(*costs, self.saturation)
-            if absorbing_feature is not None:
-                cost = self.base.cost(absorbing_feature.expand(ABSORBING_DRAWS, -1)).mean()
-                self.absorbing_reward = float(self.of_negative_cost(-cost))
+            self.scale = saturation_scale(*costs, self.saturation)
 
     def predict_th(self, state, action, next_state, done) -> th.Tensor:
         """imitation's ``predict_th`` without its switch to eval mode and back (see the base's)."""

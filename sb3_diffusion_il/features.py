@@ -2,9 +2,8 @@
 
 A `Features` object holds the conditioning (state, state and action, or state
 and next state), the state coordinates kept (all but those left out), which
-feature coordinates are binary, whether an absorbing state has entered them
-(`sb3_diffusion_il.absorbing`), and the standardisation the score networks apply
-(the expert's per-coordinate mean and std). Everything that turns data
+feature coordinates are binary, and the standardisation the score networks
+apply (the expert's per-coordinate mean and std). Everything that turns data
 into diffusion inputs goes through it: the demonstrations, the learner's
 rollouts, and the reward's transitions.
 """
@@ -17,7 +16,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common import vec_env
 
-from sb3_diffusion_il import absorbing, data, flatten, positions, settings
+from sb3_diffusion_il import data, flatten, positions, settings
 
 # Demonstration values beyond this, where the observation space is unbounded, draw a warning.
 HUGE_OBSERVATION = 1e6
@@ -46,27 +45,6 @@ class Features:
             drop_state_coordinates = positions.unbounded_positions(venv)
         self.dropped = tuple(drop_state_coordinates)
         self.state_coordinates = _kept_coordinates(self.dropped, flatten.flat_dim(venv.observation_space))
-        self.time_limit = absorbing.horizon(venv)
-        # Whether the features hold the absorbing indicator (`start_absorbing`), and the
-        # absorbing feature's other coordinates.
-        self.absorbing = False
-        self.centre: Optional[np.ndarray] = None
-
-    def start_absorbing(self, expert: Union[np.ndarray, th.Tensor]) -> None:
-        """From now on the features end with the absorbing indicator, and each episode the env
-        ended adds an absorbing feature, whose other coordinates are the mean of the expert's
-        features ``expert`` (without the indicator), where the score networks' standardisation
-        centres them."""
-        expert = expert.cpu().numpy() if isinstance(expert, th.Tensor) else np.asarray(expert)
-        self.absorbing, self.centre = True, expert.astype(np.float32).mean(0)
-
-    def absorbing_feature(self) -> np.ndarray:
-        """The absorbing state's feature, ``(1, dim)``."""
-        return np.append(self.centre, np.float32(1.0))[None]
-
-    def terminations(self, demonstrations: data.AnyDemonstrations) -> int:
-        """How many episodes of ``demonstrations`` the env ended early (`absorbing.ended_by_termination`)."""
-        return absorbing.terminations(demonstrations, self.time_limit)
 
     def of(self, demonstrations: data.AnyDemonstrations, check_bounds: bool = False) -> np.ndarray:
         """The features of demonstrations (or of any trajectories or transitions of the task), raw.
@@ -78,11 +56,7 @@ class Features:
         arrays = data.to_arrays(demonstrations, self.observation_space, action_space)
         if check_bounds and isinstance(self.observation_space, spaces.Box):
             _warn_if_out_of_bounds(arrays.obs, self.observation_space)
-        x = arrays.features(self.conditioning, self.state_coordinates)
-        if not self.absorbing:
-            return x
-        ends = np.repeat(self.absorbing_feature(), self.terminations(demonstrations), axis=0)
-        return np.concatenate([absorbing.with_indicator(x), ends])
+        return arrays.features(self.conditioning, self.state_coordinates)
 
     def binary(self) -> np.ndarray:
         """Which feature coordinates are one-hot or binary (see `flatten`)."""
@@ -90,7 +64,7 @@ class Features:
         obs = obs if self.state_coordinates is None else obs[self.state_coordinates]
         second = {"state": [], "state_action": [flatten.binary_coordinates(self.action_space)],
                   "state_next_state": [obs]}[self.conditioning]
-        return np.concatenate([obs, *second, [True] * self.absorbing])
+        return np.concatenate([obs, *second])
 
     def normalization(self, expert: th.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         """The mean and std the score networks standardise features with: the expert

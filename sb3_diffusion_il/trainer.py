@@ -41,9 +41,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     `sb3_diffusion_il.cost`). Off-policy learners (SAC, TD3, DDPG, TQC, DQN) have
     every replay minibatch relabelled with the current reward; on-policy learners
     (PPO) get it from ``venv_wrapped``, imitation's reward-wrapping VecEnv.
-    Episodes that the env ends early go on in an absorbing state whose cost is
-    learned (`sb3_diffusion_il.absorbing`; the ``absorbing_states`` setting), so
-    terminating tasks need no ``allow_variable_horizon``.
+    An episode that the env ends early goes on in its terminal state, whose cost
+    is learned like any state's (`sb3_diffusion_il.absorbing`, the
+    ``absorbing_states`` setting), so such tasks need no ``allow_variable_horizon``.
 
     The arguments shared with ``imitation.algorithms.adversarial.AdversarialTrainer``
     mean the same; instead of ``reward_net`` this takes score networks and the
@@ -68,9 +68,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         to ``log_dir/summary``
     :param debug_use_ground_truth: train the learner on the true reward (the
         sanity check imitation offers); score networks are still fitted and logged
-    :param allow_variable_horizon: allow episodes of different lengths with
+    :param allow_variable_horizon: allow episodes of different lengths when
         ``absorbing_states=False`` (see imitation's warning on why this biases
-        imitation); absorbing states allow them unbiased
+        imitation); absorbing states allow them without the bias
     :param seed: seed of score-network initialisation, fitting and cost noise
     :param method_settings: the method's settings (``conditioning``, ``reward_std``, ...):
         the fields of `sb3_diffusion_il.settings.Settings`, where each is documented
@@ -116,7 +116,6 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         super().__init__(
             demonstrations=demonstrations, custom_logger=custom_logger, allow_variable_horizon=allow_variable_horizon,
         )
-        self.learner_buffer = LearnerStateBuffer(self.settings.learner_buffer_size, self.expert_data.shape[1])
         self._build_scores(expert_score_net, learner_score_net)
         # A learner score built here starts as a copy of the fitted expert's, so that the
         # cost is zero until the learner score has seen the learner's states.
@@ -127,7 +126,6 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             self.schedule, self.settings.conditioning, self.settings.cost_timesteps, self.generator,
             self.settings.cost_precision, self.featurizer.state_coordinates,
         )
-        cost.absorbing = self.featurizer.absorbing
         self._reward = TrainingReward(cost, self.settings.reward_saturation, self.reward_std)
         self._log_dir = util.parse_path(log_dir)
         self._summary_writer = None
@@ -139,18 +137,19 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         self.gen_callback: Optional[BaseCallback] = _FiniteRewards()
         self.venv_wrapped = self.venv_buffering
         if not debug_use_ground_truth:
-            # Off-policy learners get the absorbing state's worth in relabelled minibatches.
-            end_worth = (lambda: 0.0) if isinstance(gen_algo, OffPolicyAlgorithm) else self._end_worth
-            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, end_worth)
+            # Off-policy learners get the worth of an episode's end in relabelled minibatches.
+            gamma = None if isinstance(gen_algo, OffPolicyAlgorithm) or not self.settings.absorbing_states else (
+                gen_algo.gamma)
+            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, gamma)
             self.gen_callback = self.venv_wrapped.make_log_callback()
         self.venv_train = self.venv_wrapped
         self.gen_algo.set_env(self.venv_train)
         self.gen_algo.set_logger(self.logger)
         self._relabeling = None
         if isinstance(gen_algo, OffPolicyAlgorithm) and not debug_use_ground_truth:
+            self._relabel_reward = relabel.reward_net_fn(self._reward, venv.action_space)
             self._relabeling = relabel.RoundRelabeling(
-                gen_algo, relabel.reward_net_fn(self._reward, venv.action_space), self._minibatch_reward,
-                self.settings.relabel_refresh,
+                gen_algo, self._relabel_reward, self._minibatch_reward, self.settings.relabel_refresh,
             )
         self.gen_train_timesteps = gen_train_timesteps or default_round_length(gen_algo, venv.num_envs)
         if self.gen_train_timesteps < venv.num_envs:
@@ -184,6 +183,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if not learner.is_fitted:
             learner.set_normalization(expert.mean.cpu().numpy(), expert.std.cpu().numpy())
         self.schedule = DiffusionSchedule(self.settings.diffusion_steps).to(self.gen_algo.device)
+        self.learner_buffer = LearnerStateBuffer(self.settings.learner_buffer_size, dim)
         self.scores = ScorePair(
             expert, learner, self.schedule, self.settings.score_opt_cls, dict(self.settings.score_opt_kwargs),
             self.demo_batch_size, self.learner_buffer, self.generator,
@@ -191,12 +191,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def set_demonstrations(self, demonstrations: data.AnyDemonstrations) -> None:
         """Sets the expert data the expert score network is fitted on (split off 10% held out)."""
-        x = self.featurizer.of(demonstrations, check_bounds=True)
-        if self.settings.absorbing_states and not self.featurizer.absorbing and self.featurizer.terminations(
-                demonstrations):
-            self.featurizer.start_absorbing(x)
-            x = self.featurizer.of(demonstrations)
-        x = th.as_tensor(x, device=self.gen_algo.device)
+        x = th.as_tensor(self.featurizer.of(demonstrations, check_bounds=True), device=self.gen_algo.device)
         perm = th.randperm(len(x), generator=th.Generator().manual_seed(0)).to(x.device)
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
@@ -246,17 +241,16 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         _check_finite(th.as_tensor(rewards), "reward of venv_wrapped", self._global_step)
         return rewards
 
-    def _end_worth(self) -> float:
-        """What the absorbing state is worth after a termination, this round (0 before any)."""
-        if self._reward.absorbing_reward is None:
-            return 0.0
-        return absorbing.worth_after(self._reward.absorbing_reward, self.gen_algo.gamma)
-
     def _minibatch_reward(self, samples: relabel.Samples) -> th.Tensor:
-        """Each relabelled minibatch's rewards, standardised as the reference does, with the
-        absorbing state's worth after each termination."""
+        """Each relabelled minibatch's rewards, standardised as the reference does, a
+        termination's with the worth of staying in its terminal state."""
         self._relabel_costs.append(float(self._reward.cost_of(samples.rewards).mean()))
-        rewards = self._reward.minibatch(samples.rewards, samples.dones, self.gen_algo.gamma)
+        ended, stay = None, None
+        if self.settings.absorbing_states:
+            ended = samples.dones.reshape(-1) > 0  # SB3's samples: terminations, not time limits
+            if ended.any():
+                stay = self._relabel_reward(absorbing.staying(samples, ended)).reshape(-1, 1)
+        rewards = self._reward.minibatch(samples.rewards, ended, stay, self.gen_algo.gamma)
         _check_finite(rewards, "relabelled reward", self._global_step)
         return rewards
 
@@ -268,10 +262,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         if len(self.learner_buffer):
             profiled = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
             learner = th.as_tensor(self.learner_buffer.newest(N_COST_LOG_SAMPLES), device=expert.device)
-        end = None
-        if self.featurizer.absorbing:
-            end = th.as_tensor(self.featurizer.absorbing_feature(), device=expert.device)
-        self._reward.new_round(profiled, learner, expert, end)
+        self._reward.new_round(profiled, learner, expert)
         self._reward_version += 1
         if self._reward.saturation is not None:
             self.logger.record("diffusion/saturation_scale", self._reward.scale)
@@ -298,9 +289,6 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         elapsed = time.perf_counter() - start
         trajectories, ep_lens = self.venv_buffering.pop_trajectories()
         self._check_fixed_horizon(ep_lens)
-        if self.settings.absorbing_states and not self.featurizer.absorbing and self.featurizer.terminations(
-                trajectories):
-            self.start_absorbing()
         self._last_round_features = self.features(trajectories)
         self.learner_buffer.add(self._last_round_features)
         self.logger.record("diffusion/env_steps_per_second", total_timesteps / elapsed)
@@ -355,37 +343,6 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         """imitation's check that episodes are of one length, which absorbing states make unneeded."""
         if not self.settings.absorbing_states:
             super()._check_fixed_horizon(horizons)
-
-    def use_score_nets(self, expert_score_net: ScoreNetwork, learner_score_net: ScoreNetwork) -> None:
-        """Replaces the score networks (of the features as they are now), in the reward too."""
-        self._build_scores(expert_score_net, learner_score_net)
-        self._reward.base.expert, self._reward.base.learner = self.expert_score_net, self.learner_score_net
-
-    def start_absorbing(self, expert_score_net: Optional[ScoreNetwork] = None,
-                        learner_score_net: Optional[ScoreNetwork] = None) -> None:
-        """Adds the absorbing indicator to the features, once an episode has ended by termination:
-        the expert's features and the learner's gain it, and the score networks are replaced by
-        the ones given (of these features) or by new ones like today's, the expert's fitted."""
-        self.featurizer.start_absorbing(th.cat([self.expert_data, self.expert_heldout]))
-        self.expert_data, self.expert_heldout = (absorbing.with_indicator(x) for x in (self.expert_data,
-                                                                                      self.expert_heldout))
-        self.learner_buffer = self.learner_buffer.with_column(0.0)
-        self._last_round_features = absorbing.with_indicator(self._last_round_features)
-        self._reward.base.absorbing = True
-        dim = self.expert_data.shape[1]
-        with torch_rng_seeded_from(self.generator):
-            expert_score_net, learner_score_net = (
-                given if given is not None else ScoreNetwork(**{**net.config(), "dim": dim})
-                for given, net in ((expert_score_net, self.expert_score_net),
-                                   (learner_score_net, self.learner_score_net))
-            )
-        self.use_score_nets(expert_score_net, learner_score_net)
-        self.logger.log("An episode ended by termination: the features gain the absorbing indicator.")
-        if not self.expert_score_net.is_fitted:
-            self.pretrain_expert(progress_bar=False)
-            self.expert_score_net.requires_grad_(False)
-            if self._copy_expert_into_learner:
-                self.learner_score_net.load_state_dict(self.expert_score_net.state_dict())
 
     @property
     def rounds_done(self) -> int:

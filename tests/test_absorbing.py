@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch as th
-from imitation.data import types
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -14,72 +13,47 @@ from sb3_diffusion_il import DiffusionScoreIL, DiffusionScoreReward, absorbing
 FAST = dict(demo_batch_size=64, expert_fit_steps=50, learner_fit_steps=5, gen_train_timesteps=200, seed=0)
 
 
-def trajectory(length: int, infos=None) -> types.Trajectory:
-    return types.Trajectory(obs=np.zeros((length + 1, 1)), acts=np.zeros((length, 1)), infos=infos, terminal=True)
-
-
 def drift_trainer(**kwargs) -> DiffusionScoreIL:
     venv = make_vec_env(DriftEnv, n_envs=1, seed=0)
     learner = SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
-    # Score networks fitted well enough that the absorbing state's cost means something.
+    # Score networks fitted well enough that the terminal states' cost means something.
     fitted = dict(expert_fit_steps=500, learner_fit_steps=50)
     return DiffusionScoreIL(demonstrations=expert_states(5), venv=venv, gen_algo=learner,
                             **{**FAST, **fitted, **kwargs})
 
 
-def test_which_episodes_ended_by_termination():
-    assert absorbing.ended_by_termination(trajectory(5, [{}] * 4 + [{"TimeLimit.truncated": False}]), 50)
-    assert not absorbing.ended_by_termination(trajectory(5, [{}] * 4 + [{"TimeLimit.truncated": True}]), 50)
-    # Without infos: shorter than the time limit, or any end where there is none.
-    assert absorbing.ended_by_termination(trajectory(5), 50)
-    assert not absorbing.ended_by_termination(trajectory(50), 50)
-    assert absorbing.ended_by_termination(trajectory(50), None)
-    fragment = types.Trajectory(obs=np.zeros((3, 1)), acts=np.zeros((2, 1)), infos=None, terminal=False)
-    assert not absorbing.ended_by_termination(fragment, 50)
-    assert absorbing.terminations([trajectory(5), trajectory(50), trajectory(7)], 50) == 2
-    assert absorbing.terminations(np.zeros((10, 1)), 50) == 0  # states hold no episode ends
-
-
-def test_the_wrapped_env_pays_the_absorbing_worth_at_terminations_only():
+def test_the_wrapped_env_pays_the_worth_of_staying_at_terminations_only():
     venv = make_vec_env(DriftEnv, n_envs=2, seed=0)
-    wrapped = absorbing.EndWorthWrapper(venv, lambda obs, acts, next_obs, dones: np.zeros(len(obs)), lambda: -7.0)
+
+    def reward(obs, acts, next_obs, dones):  # minus the distance to 0 of the next state
+        return -np.abs(next_obs[:, 0])
+
+    wrapped = absorbing.EndWorthWrapper(venv, reward, gamma=0.9)
     wrapped.reset()
-    paid = {True: set(), False: set()}
+    ends = {True: 0, False: 0}
     for _ in range(4 * HORIZON):
         _, rewards, dones, infos = wrapped.step(np.ones((2, 1), np.float32))  # straight out: terminates
-        for reward, done, info in zip(rewards, dones, infos):
-            if done:
-                paid[bool(info["TimeLimit.truncated"])].add(float(reward))
-            else:
-                assert reward == 0.0
-    assert paid[False] == {-7.0}
+        for paid, done, info in zip(rewards, dones, infos):
+            stay = -abs(info["terminal_observation"][0]) if done else None
+            if done and not info["TimeLimit.truncated"]:  # its own reward, then 9 times it after
+                assert paid == pytest.approx(10 * stay)
+                ends[True] += 1
+    assert ends[True] > 0
+    # Off-policy learners (gamma None) are paid the reward alone.
+    plain = absorbing.EndWorthWrapper(make_vec_env(DriftEnv, n_envs=1, seed=0), reward, gamma=None)
+    plain.reset()
+    for _ in range(2 * HORIZON):
+        _, rewards, dones, infos = plain.step(np.ones((1, 1), np.float32))
+        if dones[0]:
+            assert rewards[0] == pytest.approx(-abs(infos[0]["terminal_observation"][0]))
 
 
-def test_an_env_that_never_terminates_never_gains_the_indicator(venv, sac, pendulum_states):
-    trainer = DiffusionScoreIL(demonstrations=pendulum_states, venv=venv, gen_algo=sac, **FAST)
-    trainer.train(200, progress_bar=False)
-    assert not trainer.featurizer.absorbing
-    assert trainer.expert_score_net.dim == trainer.learner_score_net.dim == 3
-    assert trainer.reward_train.absorbing_reward is None
+def test_an_env_that_ends_episodes_early_needs_no_flag():
+    trainer = drift_trainer()  # no allow_variable_horizon
+    trainer.train(400, progress_bar=False)
 
 
-def test_the_first_termination_adds_the_indicator_and_its_learned_cost():
-    trainer = drift_trainer()  # no allow_variable_horizon: episodes of any length are fine
-    trainer.train(200, progress_bar=False)
-    assert trainer.featurizer.absorbing
-    assert trainer.expert_score_net.dim == trainer.learner_score_net.dim == 2
-    assert trainer.expert_score_net.is_fitted
-    features = trainer.learner_buffer.newest(len(trainer.learner_buffer))
-    trajectories_ended = int((features[:, 1] == 1).sum())
-    assert trajectories_ended >= 200 // HORIZON  # a random policy leaves the line within ~25 steps
-    np.testing.assert_array_equal(features[features[:, 1] == 1, 0], trainer.featurizer.centre[0])
-    trainer.train(200, progress_bar=False)
-    expert = trainer.reward_train.predict_processed(*(np.zeros((1, 1)),) * 3, np.zeros(1))
-    # The expert never reaches the absorbing state: it is costlier than the expert's own states.
-    assert trainer.reward_train.absorbing_reward < float(expert[0])
-
-
-def test_relabelled_minibatches_add_the_absorbing_worth_at_terminations():
+def test_relabelled_minibatches_add_the_worth_of_staying_at_terminations():
     trainer = drift_trainer()
     trainer.train(400, progress_bar=False)
     samples = trainer.gen_algo.replay_buffer.sample(2048)
@@ -88,45 +62,30 @@ def test_relabelled_minibatches_add_the_absorbing_worth_at_terminations():
     stored = trainer.reward_train.predict_processed(
         samples.observations.numpy(), samples.actions.numpy(), samples.next_observations.numpy(),
         samples.dones.numpy().reshape(-1), training=False)
-    relabelled = trainer._minibatch_reward(samples._replace(rewards=th.as_tensor(stored).reshape(-1, 1)))
-    plain = trainer.reward_train.minibatch(th.as_tensor(stored).reshape(-1, 1))
+    samples = samples._replace(rewards=th.as_tensor(stored).reshape(-1, 1))
+    relabelled = trainer._minibatch_reward(samples)
+    plain = trainer.reward_train.minibatch(samples.rewards)
     gap = (relabelled - plain).reshape(-1)
     assert th.all(gap[~ended] == 0)
-    assert th.all(gap[ended] < 0)  # the absorbing state is worth less than the minibatch's mean
+    # Off the line is far from the expert: staying there is worth less than the minibatch's mean.
+    assert th.all(gap[ended] < 0)
 
 
 def test_without_absorbing_states_imitations_check_applies():
     trainer = drift_trainer(absorbing_states=False)
     with pytest.raises(ValueError, match="allow_variable_horizon"):
         trainer.train(200, progress_bar=False)
-    trainer = drift_trainer(absorbing_states=False, allow_variable_horizon=True)
-    trainer.train(200, progress_bar=False)
-    assert not trainer.featurizer.absorbing
+    drift_trainer(absorbing_states=False, allow_variable_horizon=True).train(200, progress_bar=False)
 
 
-def test_demonstrations_that_end_early_start_with_the_indicator():
-    venv = make_vec_env(DriftEnv, n_envs=1, seed=0)
-    truncated = [{}] * (HORIZON - 1) + [{"TimeLimit.truncated": True}]
-    demos = [trajectory(10), trajectory(HORIZON, truncated), trajectory(20)]
-    trainer = DiffusionScoreIL(demonstrations=demos, venv=venv, gen_algo=SAC("MlpPolicy", venv), **FAST)
-    assert trainer.featurizer.absorbing
-    expert = th.cat([trainer.expert_data, trainer.expert_heldout])
-    assert expert.shape == (10 + HORIZON + 20 + 2, 2) and int((expert[:, 1] == 1).sum()) == 2
-
-
-def test_save_and_load_after_the_indicator(tmp_path):
-    trainer = drift_trainer()
-    trainer.train(200, progress_bar=False)
-    trainer.save(tmp_path / "run.pt")
-    loaded = DiffusionScoreIL.load(tmp_path / "run.pt", demonstrations=expert_states(5),
-                                   venv=make_vec_env(DriftEnv, n_envs=1, seed=0))
-    assert loaded.featurizer.absorbing
-    for name in ("expert_score_net", "learner_score_net"):
-        for key, value in getattr(trainer, name).state_dict().items():
-            th.testing.assert_close(getattr(loaded, name).state_dict()[key], value)
-    np.testing.assert_array_equal(loaded.learner_buffer.rows, trainer.learner_buffer.rows)
-    np.testing.assert_array_equal(loaded.featurizer.centre, trainer.featurizer.centre)
-    loaded.train(200, progress_bar=False)
+def test_an_env_that_never_ends_episodes_early_trains_as_without_absorbing_states(venv, pendulum_states):
+    runs = []
+    for absorbing_states in (True, False):
+        sac = SAC("MlpPolicy", venv, seed=0, learning_starts=100, batch_size=64)
+        DiffusionScoreIL(demonstrations=pendulum_states, venv=venv, gen_algo=sac, absorbing_states=absorbing_states,
+                         **FAST).train(400, progress_bar=False)
+        runs.append(th.nn.utils.parameters_to_vector(sac.policy.parameters()))
+    assert th.equal(*runs)
 
 
 # A constant added to every cost; the learned reward is the plain -c.

@@ -159,20 +159,17 @@ def test_unknown_precision(schedule, expert_net):
         DiffusionScoreReward(space, space, expert_net, expert_net, schedule, precision="float16")
 
 
-def test_minibatch_standardised_with_the_absorbing_worth(schedule, expert_net):
+def test_minibatch_standardised_with_the_worth_of_staying_after_a_termination(schedule, expert_net):
     space = gym.spaces.Box(-np.inf, np.inf, (2,))
     reward = TrainingReward(DiffusionScoreReward(space, space, expert_net, expert_net, schedule), 0.25, 0.1)
     r = th.randn(256, 1) * 5 + 3
     plain = reward.minibatch(r)
     assert float(plain.mean()) == pytest.approx(0.0, abs=1e-6)
     assert float(plain.std(unbiased=False)) == pytest.approx(0.1, rel=1e-4)
-    ended = th.zeros(256, 1)
-    ended[:3] = 1
-    assert th.equal(reward.minibatch(r, ended), plain)  # no absorbing state yet
-    # Two of the minibatch's stds below its mean: -0.2 standardised, worth 0.9 / 0.1 times that after a termination.
-    reward.absorbing_reward = float(r.mean() - 2 * r.std(unbiased=False))
-    with_end = reward.minibatch(r, ended, gamma=0.9)
+    ended = th.zeros(256, dtype=th.bool)
+    ended[:3] = True
+    # Staying is two of the minibatch's stds below its mean: -0.2 standardised, worth 0.9 / 0.1 times that.
+    stay = (r.mean() - 2 * r.std(unbiased=False)).expand(3, 1)
+    with_end = reward.minibatch(r, ended, stay, gamma=0.9)
     assert th.equal(with_end[3:], plain[3:])
     th.testing.assert_close(with_end[:3], plain[:3] - 1.8, rtol=0, atol=1e-4)
-
-

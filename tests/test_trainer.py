@@ -400,7 +400,7 @@ OTHER_SETTINGS = dict(
     conditioning="state", drop_state_coordinates=[2], diffusion_steps=500, score_net_kwargs={"hidden_sizes": (64,)},
     score_opt_cls=th.optim.Adam, score_opt_kwargs={"lr": 2e-3}, expert_fit_steps=30, learner_fit_steps=7,
     learner_buffer_size=5_000, cost_timesteps=8, cost_precision="float32", relabel_refresh=300,
-    reward_saturation=0.5, reward_std=None,
+    reward_saturation=0.5, reward_std=None, absorbing_states=False,
 )
 
 

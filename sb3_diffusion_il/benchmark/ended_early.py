@@ -15,7 +15,7 @@ demonstrations must be bundled).
 
 import json
 import pathlib
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import gymnasium as gym
 import numpy as np
