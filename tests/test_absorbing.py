@@ -113,6 +113,7 @@ def episode_length(constant: float, absorbing_states: bool, monkeypatch) -> floa
 @pytest.mark.slow
 def test_a_constant_on_every_cost_changes_nothing_with_absorbing_states(monkeypatch):
     lengths = {c: episode_length(c, True, monkeypatch) for c in (CONSTANT, -CONSTANT)}
+    print(f"absorbing states, mean episode length by the constant on every cost: {lengths}")
     assert min(lengths.values()) >= 0.9 * HORIZON, lengths
 
 
@@ -120,4 +121,5 @@ def test_a_constant_on_every_cost_changes_nothing_with_absorbing_states(monkeypa
 def test_without_absorbing_states_a_constant_decides_the_episode_length(monkeypatch):
     """The bias the test above shows gone: costs above zero teach the learner to end episodes."""
     lengths = {c: episode_length(c, False, monkeypatch) for c in (CONSTANT, -CONSTANT)}
+    print(f"the end worth nothing, mean episode length by the constant on every cost: {lengths}")
     assert lengths[CONSTANT] < 0.5 * HORIZON and lengths[-CONSTANT] >= 0.9 * HORIZON, lengths
