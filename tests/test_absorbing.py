@@ -106,8 +106,9 @@ def episode_length(constant: float, absorbing_states: bool, monkeypatch) -> floa
     with monkeypatch.context() as patch:
         patch.setattr(DiffusionScoreReward, "cost", lambda self, x: cost(self, x) + constant)
         trainer.train(BIAS_STEPS, progress_bar=False)
-    mean, _ = evaluate_policy(learner, make_vec_env(DriftEnv, n_envs=1, seed=10_000), n_eval_episodes=20)
-    return float(mean)
+    _, lengths = evaluate_policy(learner, make_vec_env(DriftEnv, n_envs=1, seed=10_000), n_eval_episodes=20,
+                                 return_episode_rewards=True)
+    return float(np.mean(lengths))
 
 
 @pytest.mark.slow

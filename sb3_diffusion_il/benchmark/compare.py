@@ -325,6 +325,9 @@ def train_cell(
         train_kwargs: Dict[str, Any] = {}
         context: Any = contextlib.nullcontext(True)
         if cell.method == "diffusion_score":
+            # Episodes that end early need no flag, but without absorbing states.
+            common["allow_variable_horizon"] = common["allow_variable_horizon"] and not (diffusion_kwargs or {}).get(
+                "absorbing_states", True)
             if saved:
                 trainer = DiffusionScoreIL.load(checkpoints.trainer_path(saved[1]), **common)
             else:

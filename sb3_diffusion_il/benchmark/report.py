@@ -241,11 +241,12 @@ def demos_table() -> str:
     for env_id in [e for e in tasks.TASKS if e in bundled]:
         s = data.expert_stats(env_id)
         upright = s.get("upright_fraction")
+        budget = (f"{s['recorded_from']}'s episodes, ended at the fall" if "recorded_from" in s
+                  else f"{s['expert_timesteps'] // 1000}k {s.get('expert_algo', 'SAC')} steps")
         rows.append(
             f"| {env_id} | {s['expert_return_mean']:.1f} ± {s['expert_return_std']:.1f} "
             f"| {'–' if upright is None else f'{upright:.0%}'} "
-            f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} "
-            f"| {s['expert_timesteps'] // 1000}k {s.get('expert_algo', 'SAC')} steps |",
+            f"| {s['random_return_mean']:.1f} ± {s['random_return_std']:.1f} | {budget} |",
         )
     return "\n".join(rows)
 
