@@ -259,8 +259,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
             custom_logger=imit_logger.configure(args.output / "logs", log_formats),
             log_dir=args.output / "logs",
             init_tensorboard=args.tensorboard,
-            # Whether the expert's task ends episodes early, as its manifest records it (else: it may).
-            allow_variable_horizon=not (demos.manifest or {}).get("fixed_horizon", False),
+            # Episodes that end early need it only without absorbing states.
+            allow_variable_horizon=not settings.given_flags(args).get("absorbing_states", True),
             seed=args.seed,
             **settings.given_flags(args),
         )
