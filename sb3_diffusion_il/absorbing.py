@@ -26,7 +26,6 @@ import numpy as np
 import torch as th
 from imitation.rewards import reward_wrapper
 from stable_baselines3.common import vec_env
-from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 
 # The key of the last info of an episode that SB3's VecEnvs set when a time limit ended it.
 TRUNCATED = "TimeLimit.truncated"
@@ -46,11 +45,10 @@ def terminated(dones: np.ndarray, infos: Sequence[Dict[str, Any]]) -> np.ndarray
 def staying(samples: Any, rows: th.Tensor) -> Any:
     """Replay samples ``rows`` as the transitions of staying in their next state (the
     observation replaced by the next one), e.g. the absorbing state after a termination."""
-    if isinstance(samples, DictReplayBufferSamples):
-        obs = {key: value[rows] for key, value in samples.next_observations.items()}
-        return samples._replace(observations=obs, actions=samples.actions[rows], next_observations=obs,
-                                dones=samples.dones[rows], rewards=samples.rewards[rows])
-    next_obs = samples.next_observations[rows]
+    def pick(x: Any) -> Any:
+        return {key: value[rows] for key, value in x.items()} if isinstance(x, dict) else x[rows]
+
+    next_obs = pick(samples.next_observations)
     return samples._replace(observations=next_obs, actions=samples.actions[rows], next_observations=next_obs,
                             dones=samples.dones[rows], rewards=samples.rewards[rows])
 

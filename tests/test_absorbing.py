@@ -6,6 +6,7 @@ import torch as th
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 
 from drift_env import HORIZON, DriftEnv, expert_states
 from sb3_diffusion_il import DiffusionScoreIL, DiffusionScoreReward, absorbing
@@ -46,6 +47,23 @@ def test_the_wrapped_env_pays_the_worth_of_staying_at_terminations_only():
         _, rewards, dones, infos = plain.step(np.ones((1, 1), np.float32))
         if dones[0]:
             assert rewards[0] == pytest.approx(-abs(infos[0]["terminal_observation"][0]))
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_staying_is_the_next_state_held(dict_obs):
+    def obs(offset):
+        x = th.arange(4.0).reshape(4, 1) + offset
+        return {"a": x} if dict_obs else x
+
+    cls = DictReplayBufferSamples if dict_obs else ReplayBufferSamples
+    samples = cls(obs(0), th.arange(4.0).reshape(4, 1), obs(10), th.tensor([[0.0], [1.0], [0.0], [1.0]]),
+                  th.zeros(4, 1))
+    stay = absorbing.staying(samples, samples.dones.reshape(-1) > 0)
+    expected = obs(10)
+    expected = {"a": expected["a"][[1, 3]]} if dict_obs else expected[[1, 3]]
+    for held in (stay.observations, stay.next_observations):
+        assert th.equal(held["a"], expected["a"]) if dict_obs else th.equal(held, expected)
+    assert th.equal(stay.actions, th.tensor([[1.0], [3.0]]))
 
 
 def test_an_env_that_ends_episodes_early_needs_no_flag():
