@@ -5,8 +5,8 @@
 The 10 bundled expert episodes are reduced to their states (no actions), a
 fresh SAC learner is trained by DiffusionScoreIL for ``--timesteps`` env steps,
 and the learner's true return (mean of 10 episodes) is printed before and after,
-next to the expert's and a random policy's. 235 s of training on a 2-core CPU with
-nothing beside it (97.6% of the gap closed).
+next to the expert's and a random policy's. 228 to 235 s of training on a 2-core
+CPU with nothing beside it (two runs; 97.6% of the gap closed).
 """
 
 import argparse
