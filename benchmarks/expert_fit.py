@@ -28,9 +28,10 @@ OUT = pathlib.Path(__file__).parent / "results" / "expert-fit.json"
 
 
 def fit_curve(env_id: str, steps: int, every: int):
-    venv = make_vec_env(env_id, n_envs=learner(env_id).n_envs, seed=0)
+    spec = learner(env_id)
+    venv = make_vec_env(env_id, n_envs=spec.n_envs, seed=0)
     trainer = DiffusionScoreIL(
-        demonstrations=data.load_demonstrations(env_id), venv=venv, gen_algo=learner(env_id).build(venv, 0), seed=0,
+        demonstrations=data.load_demonstrations(env_id), venv=venv, gen_algo=spec.build(venv, 0), seed=0,
     )
     curve, start = [], time.perf_counter()
     for done in range(every, steps + 1, every):
