@@ -407,8 +407,8 @@ class TrainingReward(reward_nets.ForwardWrapper):
         """A relabelled minibatch's rewards ``(n, 1)``, standardised to mean 0 and ``std``.
 
         :param ended: which transitions ended their episode by termination, ``(n,)`` bools;
-            each gets the worth of staying in its terminal state forever after
-            (`sb3_diffusion_il.absorbing`), its reward ``stay`` ``(ended.sum(), 1)``
+            each gets the worth of staying absorbed forever after
+            (`sb3_diffusion_il.absorbing`), its reward ``stay`` (a scalar)
             standardised alike and discounted with ``gamma``
         """
         mean, scale = (0.0, 1.0) if self.std is None else (rewards.mean(), rewards.std(unbiased=False) + 1e-8)

@@ -182,9 +182,9 @@ class Settings:
 
     absorbing_states: bool = _setting(
         True, _check_bool,
-        "an episode the env ends early (not by a time limit) goes on in its terminal state, an absorbing state "
-        "whose cost is learned like any state's and whose worth the learner's values take on; false: the end "
-        "is worth nothing, as in imitation's trainers, which then need allow_variable_horizon=True",
+        "an episode the env ends early (not by a time limit) goes on in an absorbing state (DAC's), whose reward "
+        "comes from how often the expert and the learner reach it and whose worth the learner's values take on; "
+        "false: the end is worth nothing, as in imitation's trainers, which then need allow_variable_horizon=True",
         _bool_flag)
 
     def __post_init__(self):

@@ -41,9 +41,9 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
     `sb3_diffusion_il.cost`). Off-policy learners (SAC, TD3, DDPG, TQC, DQN) have
     every replay minibatch relabelled with the current reward; on-policy learners
     (PPO) get it from ``venv_wrapped``, imitation's reward-wrapping VecEnv.
-    An episode that the env ends early goes on in its terminal state, whose cost
-    is learned like any state's (`sb3_diffusion_il.absorbing`, the
-    ``absorbing_states`` setting), so such tasks need no ``allow_variable_horizon``.
+    An episode that the env ends early goes on in an absorbing state, worth what
+    how often the expert and the learner reach it says (`sb3_diffusion_il.absorbing`,
+    the ``absorbing_states`` setting), so such tasks need no ``allow_variable_horizon``.
 
     The arguments shared with ``imitation.algorithms.adversarial.AdversarialTrainer``
     mean the same; instead of ``reward_net`` this takes score networks and the
@@ -140,7 +140,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             # Off-policy learners get the worth of an episode's end in relabelled minibatches.
             gamma = None if isinstance(gen_algo, OffPolicyAlgorithm) or not self.settings.absorbing_states else (
                 gen_algo.gamma)
-            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, gamma)
+            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, gamma,
+                                                          self._expert_absorbed)
             self.gen_callback = self.venv_wrapped.make_log_callback()
         self.venv_train = self.venv_wrapped
         self.gen_algo.set_env(self.venv_train)
@@ -196,6 +197,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
         n_heldout = int(len(x) * HELDOUT_FRACTION) if len(x) >= 10 else 0
         self.expert_heldout = x[perm[:n_heldout]] if n_heldout else x
         self.expert_data = x[perm[n_heldout:]]
+        self._expert_absorbed = absorbing.expert_absorbed(demonstrations, absorbing.time_limit(self.venv))
 
     def features(self, demonstrations: data.AnyDemonstrations) -> np.ndarray:
         """What is diffused of ``demonstrations`` (or of any trajectories or transitions of
@@ -243,13 +245,14 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
 
     def _minibatch_reward(self, samples: relabel.Samples) -> th.Tensor:
         """Each relabelled minibatch's rewards, standardised as the reference does, a
-        termination's with the worth of staying in its terminal state."""
+        termination's with the worth of staying absorbed (`sb3_diffusion_il.absorbing`)."""
         self._relabel_costs.append(float(self._reward.cost_of(samples.rewards).mean()))
         ended, stay = None, None
         if self.settings.absorbing_states:
             ended = samples.dones.reshape(-1) > 0  # SB3's samples: terminations, not time limits
             if ended.any():
-                stay = self._relabel_reward(absorbing.staying(samples, ended)).reshape(-1, 1)
+                stay = absorbing.stay_reward(samples.rewards.min(), samples.rewards.max(),
+                                             float(ended.float().mean()), self._expert_absorbed)
         rewards = self._reward.minibatch(samples.rewards, ended, stay, self.gen_algo.gamma)
         _check_finite(rewards, "relabelled reward", self._global_step)
         return rewards
@@ -263,6 +266,8 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             profiled = self.learner_buffer.sample(PROFILE_STATES).to(self.gen_algo.device)
             learner = th.as_tensor(self.learner_buffer.newest(N_COST_LOG_SAMPLES), device=expert.device)
         self._reward.new_round(profiled, learner, expert)
+        if isinstance(self.venv_wrapped, absorbing.EndWorthWrapper):
+            self.venv_wrapped.new_round()
         self._reward_version += 1
         if self._reward.saturation is not None:
             self.logger.record("diffusion/saturation_scale", self._reward.scale)

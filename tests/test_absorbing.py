@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch as th
+from imitation.data import types
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 
 from drift_env import HORIZON, DriftEnv, expert_states
 from sb3_diffusion_il import DiffusionScoreIL, DiffusionScoreReward, absorbing
@@ -23,23 +23,25 @@ def drift_trainer(**kwargs) -> DiffusionScoreIL:
                             **{**FAST, **fitted, **kwargs})
 
 
-def test_the_wrapped_env_pays_the_worth_of_staying_at_terminations_only():
+def test_the_wrapped_env_pays_the_worth_of_staying_absorbed_at_terminations_only():
     venv = make_vec_env(DriftEnv, n_envs=2, seed=0)
 
     def reward(obs, acts, next_obs, dones):  # minus the distance to 0 of the next state
         return -np.abs(next_obs[:, 0])
 
-    wrapped = absorbing.EndWorthWrapper(venv, reward, gamma=0.9)
+    wrapped = absorbing.EndWorthWrapper(venv, reward, gamma=0.9)  # an expert never absorbed
     wrapped.reset()
-    ends = {True: 0, False: 0}
+    least, ends = np.inf, 0
     for _ in range(4 * HORIZON):
         _, rewards, dones, infos = wrapped.step(np.ones((2, 1), np.float32))  # straight out: terminates
-        for paid, done, info in zip(rewards, dones, infos):
-            stay = -abs(info["terminal_observation"][0]) if done else None
-            if done and not info["TimeLimit.truncated"]:  # its own reward, then 9 times it after
-                assert paid == pytest.approx(10 * stay)
-                ends[True] += 1
-    assert ends[True] > 0
+        own = [-abs(info["terminal_observation"][0]) if done else paid
+               for paid, done, info in zip(rewards, dones, infos)]
+        least = min(least, *own)
+        for paid, mine, done, info in zip(rewards, own, dones, infos):
+            if done and not info["TimeLimit.truncated"]:  # its own reward, then 9 times the least paid
+                assert paid == pytest.approx(mine + 9 * least)
+                ends += 1
+    assert ends > 0
     # Off-policy learners (gamma None) are paid the reward alone.
     plain = absorbing.EndWorthWrapper(make_vec_env(DriftEnv, n_envs=1, seed=0), reward, gamma=None)
     plain.reset()
@@ -49,21 +51,24 @@ def test_the_wrapped_env_pays_the_worth_of_staying_at_terminations_only():
             assert rewards[0] == pytest.approx(-abs(infos[0]["terminal_observation"][0]))
 
 
-@pytest.mark.parametrize("dict_obs", [False, True])
-def test_staying_is_the_next_state_held(dict_obs):
-    def obs(offset):
-        x = th.arange(4.0).reshape(4, 1) + offset
-        return {"a": x} if dict_obs else x
+def test_staying_absorbed_is_worth_dacs_share_of_the_expert_on_the_rewards_range():
+    assert absorbing.stay_reward(-1.0, 3.0, learner_absorbed=0.01, expert_absorbed=0.0) == -1.0
+    assert absorbing.stay_reward(-1.0, 3.0, learner_absorbed=0.01, expert_absorbed=0.01) == 1.0
+    assert absorbing.stay_reward(-1.0, 3.0, learner_absorbed=0.01, expert_absorbed=0.03) == pytest.approx(2.0)
+    assert absorbing.stay_reward(-1.0, 3.0, learner_absorbed=0.0, expert_absorbed=0.01) == 3.0
 
-    cls = DictReplayBufferSamples if dict_obs else ReplayBufferSamples
-    samples = cls(obs(0), th.arange(4.0).reshape(4, 1), obs(10), th.tensor([[0.0], [1.0], [0.0], [1.0]]),
-                  th.zeros(4, 1))
-    stay = absorbing.staying(samples, samples.dones.reshape(-1) > 0)
-    expected = obs(10)
-    expected = {"a": expected["a"][[1, 3]]} if dict_obs else expected[[1, 3]]
-    for held in (stay.observations, stay.next_observations):
-        assert th.equal(held["a"], expected["a"]) if dict_obs else th.equal(held, expected)
-    assert th.equal(stay.actions, th.tensor([[1.0], [3.0]]))
+
+def test_the_expert_is_absorbed_where_its_episodes_end_before_the_time_limit():
+    def episode(length):
+        return types.Trajectory(obs=np.zeros((length + 1, 1)), acts=np.zeros((length, 1)), infos=None, terminal=True)
+
+    demos = [episode(1000), episode(1000), episode(920)]
+    assert absorbing.expert_absorbed(demos, horizon=1000) == pytest.approx(1 / 2920)
+    assert absorbing.expert_absorbed(demos[:2], horizon=1000) == 0.0
+    assert absorbing.expert_absorbed(demos, horizon=None) == pytest.approx(1 / 2920)  # shorter than the longest
+    assert absorbing.expert_absorbed(expert_states(2), horizon=1000) == 0.0  # states alone say nothing of it
+    assert absorbing.time_limit(make_vec_env(DriftEnv, n_envs=1)) is None  # DriftEnv truncates by itself
+    assert absorbing.time_limit(make_vec_env("Pendulum-v1", n_envs=1)) == 200
 
 
 def test_an_env_that_ends_episodes_early_needs_no_flag():
@@ -85,8 +90,9 @@ def test_relabelled_minibatches_add_the_worth_of_staying_at_terminations():
     plain = trainer.reward_train.minibatch(samples.rewards)
     gap = (relabelled - plain).reshape(-1)
     assert th.all(gap[~ended] == 0)
-    # Off the line is far from the expert: staying there is worth less than the minibatch's mean.
-    assert th.all(gap[ended] < 0)
+    # The expert (states alone) is never absorbed: staying is worth the minibatch's least reward.
+    least = plain.min()
+    th.testing.assert_close(gap[ended], absorbing.worth_after(least, trainer.gen_algo.gamma).expand(int(ended.sum())))
 
 
 def test_without_absorbing_states_imitations_check_applies():

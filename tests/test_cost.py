@@ -169,7 +169,7 @@ def test_minibatch_standardised_with_the_worth_of_staying_after_a_termination(sc
     ended = th.zeros(256, dtype=th.bool)
     ended[:3] = True
     # Staying is two of the minibatch's stds below its mean: -0.2 standardised, worth 0.9 / 0.1 times that.
-    stay = (r.mean() - 2 * r.std(unbiased=False)).expand(3, 1)
+    stay = r.mean() - 2 * r.std(unbiased=False)
     with_end = reward.minibatch(r, ended, stay, gamma=0.9)
     assert th.equal(with_end[3:], plain[3:])
     th.testing.assert_close(with_end[:3], plain[:3] - 1.8, rtol=0, atol=1e-4)

@@ -67,9 +67,12 @@ HARNESS_VERSION = 3
 # records how many had been made ("default_changes"), so one made before a change
 # keeps its setting by name (`settings_of`) instead of every method's cells being
 # re-run for it. Absorbing states change nothing where episodes never end early
-# (benchmarks/same_behaviour.py: bit for bit).
+# (benchmarks/same_behaviour.py: bit for bit); the third change, what staying
+# absorbed is worth (DAC's share of the expert, not the terminal state's reward),
+# likewise.
 DEFAULT_CHANGES: Tuple[Tuple[str, str, bool], ...] = (
     ("learner_refit", "warm", True), ("absorbing_states", "False", False),
+    ("absorbing_states", "terminal-state", False),
 )
 METHODS = ("diffusion_score", "gail", "airl", "bc", "rl")
 # Env-step budget per task, the same for every method (what this CPU affords).
