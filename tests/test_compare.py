@@ -85,12 +85,13 @@ def test_default_changes_name_defaults_that_changed():
 
 
 def test_a_default_that_changed_only_episodes_that_end_early_keeps_fixed_horizon_cells(tmp_path):
-    before = len(compare.DEFAULT_CHANGES) - 1
-    assert compare.DEFAULT_CHANGES[before][:2] == ("absorbing_states", "False")
-    fixed = fake_result("diffusion_score", 0, -200.0, default_changes=before)
-    ending = fake_result("diffusion_score", 0, 900.0, env_id="InvertedPendulum-v4", default_changes=before)
-    assert compare.settings_of(fixed) == {}
-    assert compare.settings_of(ending) == {"absorbing_states": "False"}
+    changes = [change[:2] for change in compare.DEFAULT_CHANGES]
+    for earlier in ("False", "terminal-state"):
+        before = changes.index(("absorbing_states", earlier))
+        fixed = fake_result("diffusion_score", 0, -200.0, default_changes=before)
+        ending = fake_result("diffusion_score", 0, 900.0, env_id="InvertedPendulum-v4", default_changes=before)
+        assert compare.settings_of(fixed) == {}
+        assert compare.settings_of(ending) == {"absorbing_states": earlier}
 
 
 def test_report_leaves_out_other_versions_and_budgets(tmp_path):
