@@ -1,10 +1,10 @@
 """What the learned reward says of the states where the learner's episodes end.
 
-    python benchmarks/terminal_reward.py --env Hopper-v4 --rounds 30 --out terminal-reward-Hopper-v4.json
+    python benchmarks/terminal_reward.py --env Hopper-v4 --rounds 25 --out terminal-reward-Hopper-v4.json
 
-With absorbing states, a termination is worth its terminal state's reward held
-forever after. The learner is then kept from falling only if that reward is
-below what its other states earn. This trains DiffusionScoreIL with the
+Whether the terminal state could stand in for the absorbing state (held forever
+after a termination, as until 7 December): the learner would then be kept from
+falling only if its reward were below what its other states earn. This trains DiffusionScoreIL with the
 comparison harness's learner for ``--rounds`` rounds of 1,000 env steps and,
 after each, evaluates ``reward_test`` (its own noise: training is unchanged)
 on the round's terminal states, on the round's other states and on held-out
