@@ -9,7 +9,7 @@ import pytest
 from sb3_diffusion_il import data
 from sb3_diffusion_il.benchmark import experts
 from sb3_diffusion_il.benchmark.experts import deterministic_actions, record, train_expert, upright_fraction
-from sb3_diffusion_il.benchmark.tasks import FLAT, steady_at
+from sb3_diffusion_il.benchmark.tasks import FLAT, AnnealedLR, steady_at
 
 SAC_KWARGS = dict(learning_starts=100, batch_size=64)
 
@@ -72,6 +72,19 @@ def test_vec_normalize_expert_resumes_and_records_raw_observations(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.json", "expert.zip", "vec_normalize.pkl"]
     (episode,) = record(deterministic_actions(model), "seals/Hopper-v1", 1, seed=0)
     assert episode.obs[0, 1] == pytest.approx(1.25, abs=0.01)  # raw torso height at reset, not standardised
+
+
+def test_a_resumed_expert_goes_on_with_the_tasks_learning_rate(tmp_path):
+    kwargs = dict(n_steps=64, batch_size=32, n_epochs=1)
+    train_expert("Pendulum-v1", tmp_path, 64, seed=0, eval_every=64, algo_kwargs=kwargs, algo="PPO")
+    # Trained so far at a constant rate; resumed with the rate falling over the last half.
+    annealed = AnnealedLR(1e-3, 0.5)
+    model = train_expert("Pendulum-v1", tmp_path, 256, seed=0, eval_every=64,
+                         algo_kwargs=dict(kwargs, learning_rate=annealed), algo="PPO")
+    assert model.learning_rate == annealed
+    assert [annealed(p) for p in (1.0, 0.5, 0.25, 0.0)] == [1e-3, 1e-3, 5e-4, 0.0]
+    # The last update (after the last rollout) ran at the schedule's end, not at SB3's 3e-4 saved with the model.
+    assert model.policy.optimizer.param_groups[0]["lr"] == 0.0
 
 
 def test_steady_needs_five_evaluations_in_the_last_tenth_all_at_the_target():

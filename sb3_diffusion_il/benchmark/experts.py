@@ -130,7 +130,8 @@ def train_expert(
     off_policy = algo_cls is SAC
     venv = make_venv(env_id, seed, n_envs, env_kwargs)
     if (work_dir / MODEL).exists():
-        model = load_model(work_dir, algo, venv, normalize)
+        # Resumed with the task's learning rate (its schedule may have changed since).
+        model = load_model(work_dir, algo, venv, normalize, algo_kwargs.get("learning_rate"))
         if off_policy:
             model.load_replay_buffer(work_dir / REPLAY_BUFFER)
             _grow_replay_buffer(model, total_timesteps)
@@ -155,16 +156,20 @@ def train_expert(
     return model
 
 
-def load_model(work_dir: pathlib.Path, algo: str, venv: VecEnv, normalize: bool) -> BaseAlgorithm:
+def load_model(
+    work_dir: pathlib.Path, algo: str, venv: VecEnv, normalize: bool, learning_rate: Any = None,
+) -> BaseAlgorithm:
     """The expert checkpointed in ``work_dir``, on ``venv`` (wrapped in its saved
     ``VecNormalize`` statistics when it trained on them; still updating them, as in training).
 
     :param algo: ``"SAC"`` or ``"PPO"``, as it trained
     :param normalize: whether it trained on ``VecNormalize``
+    :param learning_rate: the rate (or schedule) to go on with (None: the saved one)
     """
     if normalize:
         venv = VecNormalize.load(str(work_dir / VEC_NORMALIZE), venv)
-    return ALGOS[algo].load(work_dir / MODEL, env=venv)
+    custom_objects = {} if learning_rate is None else {"learning_rate": learning_rate}
+    return ALGOS[algo].load(work_dir / MODEL, env=venv, custom_objects=custom_objects)
 
 
 class _EvaluateAndCheckpoint(BaseCallback):
