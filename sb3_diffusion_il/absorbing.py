@@ -91,17 +91,20 @@ class EndWorthWrapper(reward_wrapper.RewardVecEnvWrapper):
     :param reward_fn: the reward of a step, as imitation's wrapper takes it
     :param gamma: the learner's discount; None: pay nothing more (off-policy learners,
         whose relabelled minibatches add the worth)
-    :param expert_absorbed: how often the expert is absorbed (`expert_absorbed`)
     """
 
-    def __init__(self, venv: vec_env.VecEnv, reward_fn: Callable[..., np.ndarray], gamma: Optional[float],
-                 expert_absorbed: float = 0.0):
+    def __init__(self, venv: vec_env.VecEnv, reward_fn: Callable[..., np.ndarray], gamma: Optional[float]):
         super().__init__(venv, reward_fn=reward_fn)
-        self.gamma, self.expert_absorbed = gamma, expert_absorbed
-        self.new_round()
+        self.gamma = gamma
+        self.new_round(0.0)
 
-    def new_round(self) -> None:
-        """Forgets the rewards paid so far (the reward changes between rounds)."""
+    def new_round(self, expert_absorbed: float) -> None:
+        """Forgets the rewards paid so far (the reward changes between rounds).
+
+        :param expert_absorbed: how often the expert is absorbed (`expert_absorbed`),
+            from the demonstrations the round's reward is fitted on
+        """
+        self.expert_absorbed = expert_absorbed
         self.least, self.greatest, self.steps, self.terminations = np.inf, -np.inf, 0, 0
 
     def step_wait(self):

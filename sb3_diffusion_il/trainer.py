@@ -140,8 +140,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             # Off-policy learners get the worth of an episode's end in relabelled minibatches.
             gamma = None if isinstance(gen_algo, OffPolicyAlgorithm) or not self.settings.absorbing_states else (
                 gen_algo.gamma)
-            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, gamma,
-                                                          self._expert_absorbed)
+            self.venv_wrapped = absorbing.EndWorthWrapper(self.venv_buffering, self._env_reward, gamma)
             self.gen_callback = self.venv_wrapped.make_log_callback()
         self.venv_train = self.venv_wrapped
         self.gen_algo.set_env(self.venv_train)
@@ -267,7 +266,7 @@ class DiffusionScoreIL(base.DemonstrationAlgorithm[types.Transitions]):
             learner = th.as_tensor(self.learner_buffer.newest(N_COST_LOG_SAMPLES), device=expert.device)
         self._reward.new_round(profiled, learner, expert)
         if isinstance(self.venv_wrapped, absorbing.EndWorthWrapper):
-            self.venv_wrapped.new_round()
+            self.venv_wrapped.new_round(self._expert_absorbed)
         self._reward_version += 1
         if self._reward.saturation is not None:
             self.logger.record("diffusion/saturation_scale", self._reward.scale)

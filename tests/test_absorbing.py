@@ -71,6 +71,23 @@ def test_the_expert_is_absorbed_where_its_episodes_end_before_the_time_limit():
     assert absorbing.time_limit(make_vec_env("Pendulum-v1", n_envs=1)) == 200
 
 
+def test_on_policy_rounds_take_how_often_the_expert_set_last_is_absorbed():
+    venv = make_vec_env(DriftEnv, n_envs=1, seed=0)
+    learner = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, seed=0)
+    trainer = DiffusionScoreIL(demonstrations=expert_states(5), venv=venv, gen_algo=learner, **FAST)
+    trainer.train_gen(64)
+    assert trainer.venv_wrapped.expert_absorbed == 0.0  # states alone: never absorbed
+
+    def episode(length):
+        return types.Trajectory(obs=np.full((length + 1, 1), 0.5, np.float32), acts=np.zeros((length, 1)),
+                                infos=None, terminal=True)
+
+    ending_early = [episode(HORIZON), episode(HORIZON // 2)]
+    trainer.set_demonstrations(ending_early)
+    trainer.train_gen(64)
+    assert trainer.venv_wrapped.expert_absorbed == absorbing.expert_absorbed(ending_early, None) > 0
+
+
 def test_an_env_that_ends_episodes_early_needs_no_flag():
     trainer = drift_trainer()  # no allow_variable_horizon
     trainer.train(400, progress_bar=False)
