@@ -383,8 +383,13 @@ def test_long_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(compare.CellCheckpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         compare.train_cell(cell, tmp_path / "logs", work_dir=tmp_path / "work")
+    logs = tmp_path / "logs" / cell.path(pathlib.Path()).with_suffix("")
+    (logs / "progress.csv").write_text("the first run's log")
     kept = sorted(p.name for p in (tmp_path / "work").rglob("*") if p.is_file())
     assert kept == ["0000400.json", "0000400.pt"]  # the older pair deleted once the newer was whole
     result = compare.train_cell(cell, tmp_path / "logs", work_dir=tmp_path / "work")
     assert result["resumed_from"] == 400 and result["track"] == "long"
     assert [steps for steps, _, _ in result["curve"]] == [0, 200, 400, 600]
+    # The resumed run logged beside the first run's log, not over it.
+    assert (logs / "progress.csv").read_text() == "the first run's log"
+    assert (logs / "from-400" / "progress.csv").exists()

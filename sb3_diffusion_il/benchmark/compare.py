@@ -294,7 +294,6 @@ def train_cell(
     spec = learner(cell.env_id, cell.track)
     venv = make_vec_env(cell.env_id, n_envs=spec.n_envs, seed=cell.seed)
     demonstrations = data.load_demonstrations(cell.env_id)
-    logger = imit_logger.configure(log_dir / cell.path(pathlib.Path()).with_suffix(""), ["csv"])
     checkpoints = None
     if track.checkpoint_every and cell.method != "bc":
         checkpoints = CellCheckpoints((work_dir or DEFAULT_WORK_DIR) / cell.path(pathlib.Path()).with_suffix(""))
@@ -302,6 +301,9 @@ def train_cell(
     progress = saved[1] if saved else {"curve": [], "eval_seconds": 0.0, "wall_seconds": 0.0}
     curve: List[List[float]] = progress["curve"]
     steps_done = curve[-1][0] if curve else 0
+    # A resumed cell logs beside the earlier runs' logs, which a new CSV would overwrite.
+    cell_log_dir = log_dir / cell.path(pathlib.Path()).with_suffix("")
+    logger = imit_logger.configure(cell_log_dir / f"from-{steps_done}" if saved else cell_log_dir, ["csv"])
     # A resumed cell's evaluations go on from a seed of their own.
     eval_env = make_vec_env(cell.env_id, n_envs=1, seed=EVAL_SEED + cell.seed + steps_done)
 
