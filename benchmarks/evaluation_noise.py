@@ -4,7 +4,7 @@
         --groups 10 --out evaluation-noise-seals__Ant-v1.json
 
 The expert checkpoint in ``--expert`` (as ``benchmark.experts`` leaves it) is
-evaluated ``--groups`` times as the learning curve evaluates it (5 deterministic
+evaluated ``--groups`` times as the learning curve evaluates it (`experts.evaluation_returns`: 5 deterministic
 episodes, each group from its own seed). Every spread among the group means is
 measurement noise, the floor under the flatness bar of the bundled experts
 (every evaluation over the last tenth of training within ``FLAT`` of the
@@ -25,7 +25,6 @@ from sb3_diffusion_il.benchmark import experts
 from sb3_diffusion_il.benchmark.tasks import FLAT
 
 RESULTS = pathlib.Path(__file__).parent / "results"
-EPISODES_PER_EVALUATION = 5  # as experts._EvaluateAndCheckpoint
 
 
 def main() -> None:
@@ -36,17 +35,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="file name under benchmarks/results")
     args = parser.parse_args()
     model = load_expert(args.env, args.expert)
-    policy = experts.deterministic_actions(model)
-    groups = [
-        [float(t.rews.sum()) for t in experts.record(policy, args.env, EPISODES_PER_EVALUATION, seed=10_000 + group)]
-        for group in range(args.groups)
-    ]
+    groups = [experts.evaluation_returns(model, args.env, seed=10_000 + group).tolist() for group in range(args.groups)]
     means = np.array([np.mean(group) for group in groups])
     overall = float(np.mean(groups))
     write_result(RESULTS / args.out, {
         "env_id": args.env,
         "expert_timesteps": int(model.num_timesteps),
-        "episodes_per_evaluation": EPISODES_PER_EVALUATION,
+        "episodes_per_evaluation": experts.EVAL_EPISODES,
         "episode_returns": groups,
         "mean_return": overall,
         "episode_std": float(np.std(groups)),

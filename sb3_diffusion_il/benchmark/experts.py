@@ -32,6 +32,8 @@ from sb3_diffusion_il.benchmark.tasks import get_task, steady_at
 ALGOS = {"SAC": SAC, "PPO": PPO}
 # The checkpoint's files in the work dir.
 MODEL, REPLAY_BUFFER, VEC_NORMALIZE, CURVE = "expert.zip", "replay_buffer.pkl", "vec_normalize.pkl", "curve.json"
+# Deterministic episodes per point of an expert's learning curve.
+EVAL_EPISODES = 5
 
 
 def make_venv(env_id: str, seed: int, n_envs: int = 1, env_kwargs: Optional[Dict[str, Any]] = None):
@@ -172,9 +174,15 @@ def load_model(
     return ALGOS[algo].load(work_dir / MODEL, env=venv, custom_objects=custom_objects)
 
 
+def evaluation_returns(model: BaseAlgorithm, env_id: str, seed: int) -> np.ndarray:
+    """The returns of one learning-curve evaluation of ``model``: ``EVAL_EPISODES``
+    deterministic episodes from ``seed``."""
+    return _returns(record(deterministic_actions(model), env_id, EVAL_EPISODES, seed=seed))
+
+
 class _EvaluateAndCheckpoint(BaseCallback):
-    """Every ``eval_every`` env steps: the learning curve's next point (5 deterministic
-    episodes), then the checkpoint (model, replay buffer, VecNormalize statistics, curve)."""
+    """Every ``eval_every`` env steps: the learning curve's next point (`evaluation_returns`),
+    then the checkpoint (model, replay buffer, VecNormalize statistics, curve)."""
 
     def __init__(self, env_id: str, seed: int, eval_every: int, curve: List[List[float]], work_dir: pathlib.Path,
                  normalize: bool, target: Optional[float] = None):
@@ -199,7 +207,7 @@ class _EvaluateAndCheckpoint(BaseCallback):
         if self.curve and self.curve[-1][0] == self.model.num_timesteps:
             return
         model = self.model
-        returns = _returns(record(deterministic_actions(model), self.env_id, 5, seed=self.seed + model.num_timesteps))
+        returns = evaluation_returns(model, self.env_id, seed=self.seed + model.num_timesteps)
         self.curve.append([model.num_timesteps, float(returns.mean()), float(returns.std())])
         print(f"{self.env_id}: {model.num_timesteps} steps, eval return {returns.mean():.1f} +- {returns.std():.1f}",
               flush=True)
